@@ -1,0 +1,1 @@
+"""Export training checkpoints into the pretrained format read by `get_pretrained`."""
