@@ -88,6 +88,12 @@ class StreamingModule(nn.Module):
 class StreamingSequential(StreamingModule, nn.Sequential):
     """A sequential container whose `flush` flushes each child in turn."""
 
+    def __init__(self, *args: tp.Any) -> None:
+        # StreamingModule.__init__ takes no modules: build the Sequential, then the streaming fields.
+        nn.Sequential.__init__(self, *args)
+        self._streaming_state = {}
+        self._is_streaming = False
+
     def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
         for module in self:
             if isinstance(module, StreamingModule):

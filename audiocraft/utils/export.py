@@ -1,1 +1,86 @@
 """Export training checkpoints into the pretrained format read by `get_pretrained`."""
+import os
+from pathlib import Path
+import tempfile
+import typing as tp
+
+import omegaconf
+import torch
+
+
+def _atomic_save(obj: tp.Any, out_file: tp.Union[Path, str]) -> Path:
+    """`torch.save` to a temporary file in the target folder, then rename it into place."""
+    out_file = Path(out_file)
+    out_file.parent.mkdir(exist_ok=True, parents=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".tmp", dir=out_file.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+        os.replace(tmp, out_file)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return out_file
+
+
+def _cfg_to_yaml(cfg: tp.Any) -> str:
+    if isinstance(cfg, str):
+        return cfg
+    return omegaconf.OmegaConf.to_yaml(omegaconf.OmegaConf.create(cfg))
+
+
+def _load_training_checkpoint(checkpoint_path: tp.Union[Path, str]) -> dict:
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Training checkpoint {str(path)!r} does not exist.")
+    try:
+        # A training checkpoint holds optimizer state and history objects: full unpickling.
+        pkg = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as exc:
+        raise RuntimeError(f"Training checkpoint {str(path)!r} is corrupt or not a torch checkpoint "
+                           f"({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(pkg, dict) or 'xp.cfg' not in pkg:
+        raise RuntimeError(f"{str(path)!r} is not an AudioCraft training checkpoint (no 'xp.cfg').")
+    return pkg
+
+
+def _model_state(pkg: dict, prefer_ema: bool) -> dict:
+    if prefer_ema and pkg.get('ema'):
+        ema = pkg['ema']
+        state = ema.get('state', ema)
+        if 'model' in state:
+            return state['model']
+    best = pkg.get('fsdp_best_state') or pkg.get('best_state')
+    if best:
+        return best['model'] if 'model' in best else best
+    if 'model' in pkg:
+        return pkg['model']
+    raise RuntimeError("Training checkpoint holds no model state ('ema', 'best_state' or 'model').")
+
+
+def export_encodec(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str]) -> Path:
+    """Export a compression training checkpoint into `compression_state_dict.bin` format.
+
+    The EMA weights are exported when the checkpoint has them, else the best state.
+    """
+    from .. import __version__
+    pkg = _load_training_checkpoint(checkpoint_path)
+    new_pkg = {
+        'best_state': _model_state(pkg, prefer_ema=True),
+        'xp.cfg': _cfg_to_yaml(pkg['xp.cfg']),
+        'version': __version__,
+        'exported': True,
+    }
+    return _atomic_save(new_pkg, out_file)
+
+
+def export_pretrained_compression_model(pretrained_encodec: str, out_file: tp.Union[Path, str]) -> Path:
+    """Write a pointer `compression_state_dict.bin` naming a pretrained codec (e.g. 'facebook/encodec_32khz')."""
+    from .. import __version__
+    new_pkg = {
+        'pretrained': pretrained_encodec,
+        'exported': True,
+        'version': __version__,
+    }
+    return _atomic_save(new_pkg, out_file)

@@ -1,0 +1,68 @@
+"""AudioGen: text-to-sound generation (environmental sounds, sound effects) at 16 kHz."""
+import typing as tp
+
+import torch
+
+from .builders import get_debug_compression_model, get_debug_lm_model
+from .encodec import CompressionModel
+from .genmodel import BaseGenModel
+from .lm import LMModel
+from .loaders import load_compression_model, load_lm_model
+from .musicgen import default_device
+
+
+class AudioGen(BaseGenModel):
+    """AudioGen: a compression model and an LM generating its tokens from text.
+
+    Args:
+        name: Name of the model.
+        compression_model: Compression model.
+        lm: Language model.
+        max_duration: Longest duration generated in one go (default: the training segment).
+    """
+
+    def __init__(self, name: str, compression_model: CompressionModel, lm: LMModel,
+                 max_duration: tp.Optional[float] = None):
+        super().__init__(name, compression_model, lm, max_duration)
+        self.set_generation_params(duration=5, extend_stride=min(2, self.max_duration / 2))
+
+    @staticmethod
+    def get_pretrained(name: str = 'facebook/audiogen-medium', device: tp.Optional[tp.Union[str, torch.device]] = None
+                       ) -> 'AudioGen':
+        """Load a pretrained AudioGen: a hub id ('facebook/audiogen-medium'), a local folder or
+        file, or 'debug' for a tiny random model (offline, for tests). Device defaults to
+        'cuda' if available, else 'cpu'."""
+        if device is None:
+            device = default_device()
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Model name must be a non-empty string, got {name!r}.")
+        if name == 'debug':
+            compression_model = get_debug_compression_model(device, sample_rate=16000)
+            lm = get_debug_lm_model(device)
+            return AudioGen(name, compression_model, lm, max_duration=10)
+        compression_model = load_compression_model(name, device=device)
+        lm = load_lm_model(name, device=device)
+        if 'self_wav' in lm.condition_provider.conditioners:
+            raise RuntimeError(f"{name!r} has waveform conditioning, which AudioGen does not support; "
+                               "load it with MusicGen.get_pretrained instead.")
+        return AudioGen(name, compression_model, lm)
+
+    def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                              temperature: float = 1.0, duration: float = 10.0, cfg_coef: float = 3.0,
+                              two_step_cfg: bool = False, extend_stride: float = 2) -> None:
+        """Set the generation parameters (see MusicGen.set_generation_params); duration in seconds."""
+        self._check_duration_params(duration, extend_stride)
+        if top_k < 0 or top_p < 0:
+            raise ValueError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
+        if temperature < 0:
+            raise ValueError(f"temperature must be non-negative, got {temperature}.")
+        self.extend_stride = extend_stride
+        self.duration = duration
+        self.generation_params = {
+            'use_sampling': use_sampling,
+            'temp': temperature,
+            'top_k': top_k,
+            'top_p': top_p,
+            'cfg_coef': cfg_coef,
+            'two_step_cfg': two_step_cfg,
+        }

@@ -1,0 +1,290 @@
+"""Base class of the generation models (MusicGen, AudioGen, MAGNeT): a compression model + an LM.
+
+It turns descriptions and audio prompts into LM conditions and prompt tokens, generates tokens
+(extending past the LM's training length with a sliding window when asked), and decodes them.
+"""
+from abc import ABC, abstractmethod
+import typing as tp
+
+import omegaconf
+import torch
+
+from ..modules.conditioners import ConditioningAttributes
+from .encodec import CompressionModel
+from .lm import LMModel
+
+ProgressCallback = tp.Callable[[int, int], None]
+
+
+class _Autocast:
+    """Reusable autocast context: float16 mixed precision on accelerators, nothing on CPU."""
+
+    def __init__(self, enabled: bool, device_type: str = 'cpu', dtype: torch.dtype = torch.float16):
+        self.enabled = enabled
+        self.device_type = device_type
+        self.dtype = dtype
+        self._stack: tp.List[tp.Any] = []
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            ctx = torch.autocast(device_type=self.device_type, dtype=self.dtype)
+            ctx.__enter__()
+            self._stack.append(ctx)
+
+    def __exit__(self, *exc: tp.Any) -> None:
+        if self.enabled:
+            self._stack.pop().__exit__(*exc)
+
+
+def _check_descriptions(descriptions: tp.Any, what: str = "descriptions") -> tp.List[tp.Optional[str]]:
+    if isinstance(descriptions, str) or not isinstance(descriptions, (list, tuple)):
+        raise ValueError(f"{what} must be a list of strings (one per sample), got {type(descriptions).__name__}; "
+                         "wrap a single description in a list: ['...'].")
+    if len(descriptions) == 0:
+        raise ValueError(f"{what} is empty: pass at least one description "
+                         "(use generate_unconditional for unconditional samples).")
+    for desc in descriptions:
+        if desc is not None and not isinstance(desc, str):
+            raise ValueError(f"Each description must be a string or None, got {type(desc).__name__}.")
+    return list(descriptions)
+
+
+class BaseGenModel(ABC):
+    """A compression model and a language model generating its tokens.
+
+    Args:
+        name: Name of the model.
+        compression_model: Compression model turning audio into tokens and back.
+        lm: Language model over the tokens.
+        max_duration: Longest duration (seconds) the LM generates in one go; by default the
+            training segment duration from `lm.cfg`.
+    """
+
+    def __init__(self, name: str, compression_model: CompressionModel, lm: LMModel,
+                 max_duration: tp.Optional[float] = None):
+        self.name = name
+        self.compression_model = compression_model
+        self.lm = lm
+        self.cfg: tp.Optional[omegaconf.DictConfig] = None
+        self.compression_model.eval()
+        self.lm.eval()
+        if hasattr(lm, 'cfg'):
+            cfg = lm.cfg
+            assert isinstance(cfg, omegaconf.DictConfig)
+            self.cfg = cfg
+        if self.cfg is not None:
+            from .builders import get_wrapped_compression_model
+            self.compression_model = get_wrapped_compression_model(self.compression_model, self.cfg)
+        if max_duration is None:
+            if self.cfg is None:
+                raise ValueError("You must provide max_duration when building directly your GenModel")
+            max_duration = self.cfg.dataset.segment_duration
+        assert max_duration is not None
+        self.max_duration: float = max_duration
+        self.duration = self.max_duration
+        # Length of each extension when generating past max_duration; set by set_generation_params.
+        self.extend_stride: tp.Optional[float] = None
+        self.device = next(iter(lm.parameters())).device
+        self.generation_params: dict = {}
+        self._progress_callback: tp.Optional[ProgressCallback] = None
+        self.autocast = _Autocast(enabled=self.device.type != 'cpu', device_type=self.device.type)
+
+    @property
+    def frame_rate(self) -> float:
+        """Token frames per second."""
+        return self.compression_model.frame_rate
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the generated audio."""
+        return self.compression_model.sample_rate
+
+    @property
+    def audio_channels(self) -> int:
+        """Number of channels of the generated audio."""
+        return self.compression_model.channels
+
+    def set_custom_progress_callback(self, progress_callback: tp.Optional[ProgressCallback] = None) -> None:
+        """Call `progress_callback(generated_tokens, tokens_to_generate)` during generation (progress=True)."""
+        self._progress_callback = progress_callback
+
+    @abstractmethod
+    def set_generation_params(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+        """Set the generation parameters."""
+        raise NotImplementedError()
+
+    @staticmethod
+    @abstractmethod
+    def get_pretrained(name: str, device: tp.Optional[str] = None) -> 'BaseGenModel':
+        """Load a pretrained model by name, folder or hub id."""
+        raise NotImplementedError()
+
+    def _check_duration_params(self, duration: float, extend_stride: tp.Optional[float]) -> None:
+        if not duration > 0:
+            raise ValueError(f"duration must be positive, got {duration}.")
+        if extend_stride is not None and extend_stride <= 0:
+            raise ValueError(f"extend_stride must be positive, got {extend_stride}.")
+        if extend_stride is not None and extend_stride >= self.max_duration:
+            raise ValueError(f"Cannot stride by more than max generation duration: extend_stride "
+                             f"({extend_stride}) must be smaller than max_duration ({self.max_duration}).")
+
+    @torch.no_grad()
+    def _prepare_tokens_and_attributes(
+            self, descriptions: tp.Sequence[tp.Optional[str]], prompt: tp.Optional[torch.Tensor],
+    ) -> tp.Tuple[tp.List[ConditioningAttributes], tp.Optional[torch.Tensor]]:
+        """Conditioning attributes for `descriptions` and prompt tokens for `prompt` audio [B, C, T]."""
+        attributes = [ConditioningAttributes(text={'description': description}) for description in descriptions]
+        prompt_tokens = self._encode_prompt(descriptions, prompt)
+        return attributes, prompt_tokens
+
+    def _encode_prompt(self, descriptions: tp.Optional[tp.Sequence[tp.Optional[str]]],
+                       prompt: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
+        if prompt is None:
+            return None
+        if descriptions is not None and len(descriptions) != len(prompt):
+            raise ValueError(f"Prompt and descriptions don't match: {len(prompt)} prompts "
+                             f"for {len(descriptions)} descriptions.")
+        prompt = prompt.to(self.device)
+        prompt_tokens, scale = self.compression_model.encode(prompt)
+        if scale is not None:
+            raise RuntimeError("Compression models with a scale (renormalize=True) cannot encode prompts.")
+        return prompt_tokens
+
+    def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False
+                               ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Generate `num_samples` samples without any condition."""
+        if not isinstance(num_samples, int) or num_samples <= 0:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+        descriptions: tp.List[tp.Optional[str]] = [None] * num_samples
+        attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        if return_tokens:
+            return self.generate_audio(tokens), tokens
+        return self.generate_audio(tokens)
+
+    def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False
+                 ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Generate one sample per text description."""
+        descriptions = _check_descriptions(descriptions)
+        attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
+        assert prompt_tokens is None
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        if return_tokens:
+            return self.generate_audio(tokens), tokens
+        return self.generate_audio(tokens)
+
+    def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
+                              descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None,
+                              progress: bool = False, return_tokens: bool = False
+                              ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Continue audio `prompt` ([B, C, T] or [C, T], at `prompt_sample_rate`), optionally with descriptions."""
+        from ..data.audio_utils import convert_audio
+        if not isinstance(prompt, torch.Tensor):
+            raise ValueError(f"prompt must be a torch.Tensor [B, C, T], got {type(prompt).__name__}.")
+        if prompt.dim() == 2:
+            prompt = prompt[None]
+        if prompt.dim() != 3:
+            raise ValueError(f"prompt should have 3 dimensions: [B, C, T], got shape {tuple(prompt.shape)}.")
+        if not isinstance(prompt_sample_rate, int) or prompt_sample_rate <= 0:
+            raise ValueError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}.")
+        if prompt.shape[-1] == 0:
+            raise ValueError("prompt is empty (0 samples).")
+        prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
+        if descriptions is None:
+            descriptions = [None] * len(prompt)
+        else:
+            descriptions = _check_descriptions(descriptions)
+        if len(descriptions) != len(prompt):
+            raise ValueError(f"Prompt and descriptions don't match: {len(prompt)} prompts "
+                             f"for {len(descriptions)} descriptions.")
+        attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
+        assert prompt_tokens is not None
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        if return_tokens:
+            return self.generate_audio(tokens), tokens
+        return self.generate_audio(tokens)
+
+    def _make_progress_callback(self, progress: bool, state: tp.Dict[str, int]
+                                ) -> tp.Optional[ProgressCallback]:
+        if not progress:
+            return None
+
+        def _progress_callback(generated_tokens: int, tokens_to_generate: int) -> None:
+            generated_tokens += state['offset']
+            if self._progress_callback is not None:
+                # With the delay pattern, the total is almost exact; other patterns may be off.
+                self._progress_callback(generated_tokens, tokens_to_generate)
+            else:
+                print(f'{generated_tokens: 6d} / {tokens_to_generate: 6d}', end='\r')
+        return _progress_callback
+
+    def _chunk_attributes_updater(self, attributes: tp.List[ConditioningAttributes]
+                                  ) -> tp.Optional[tp.Callable[[float], None]]:
+        """Hook for conditions that follow the window when extending (MusicGen's melody).
+
+        Called once before the first window; the returned function, if any, is called with the
+        window's time offset (seconds) before each window and updates `attributes` in place.
+        """
+        return None
+
+    def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
+                         prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False) -> torch.Tensor:
+        """Generate tokens [B, K, T] for `self.duration`, windowing past `self.max_duration`.
+
+        Past max_duration, each new window keeps the last `max_duration - extend_stride`
+        seconds of tokens as prompt and advances by `extend_stride` seconds.
+        """
+        self._check_duration_params(self.duration, None)
+        total_gen_len = int(self.duration * self.frame_rate)
+        max_prompt_len = int(min(self.duration, self.max_duration) * self.frame_rate)
+        state = {'offset': 0}
+        callback = self._make_progress_callback(progress, state)
+        if prompt_tokens is not None and prompt_tokens.shape[-1] > max_prompt_len:
+            raise ValueError(f"Prompt is longer than audio to generate: {prompt_tokens.shape[-1]} frames for "
+                             f"{max_prompt_len} (duration {self.duration}s, max_duration {self.max_duration}s).")
+        if prompt_tokens is not None and prompt_tokens.shape[-1] >= total_gen_len:
+            raise ValueError(f"Prompt ({prompt_tokens.shape[-1]} frames) leaves nothing to generate for a "
+                             f"duration of {self.duration}s ({total_gen_len} frames): increase the duration.")
+
+        if self.duration <= self.max_duration:
+            with self.autocast:
+                return self.lm.generate(prompt_tokens, attributes, callback=callback,
+                                        max_gen_len=total_gen_len, **self.generation_params)
+
+        if self.extend_stride is None:
+            raise ValueError("extend_stride must be set (set_generation_params) to generate beyond max_duration.")
+        self._check_duration_params(self.duration, self.extend_stride)
+        all_tokens = []
+        if prompt_tokens is None:
+            prompt_length = 0
+        else:
+            all_tokens.append(prompt_tokens)
+            prompt_length = prompt_tokens.shape[-1]
+        update_attributes = self._chunk_attributes_updater(attributes)
+        stride_tokens = int(self.frame_rate * self.extend_stride)
+        if stride_tokens <= 0:
+            raise ValueError(f"extend_stride ({self.extend_stride}s) is shorter than one frame.")
+        while state['offset'] + prompt_length < total_gen_len:
+            time_offset = state['offset'] / self.frame_rate
+            chunk_duration = min(self.duration - time_offset, self.max_duration)
+            max_gen_len = int(chunk_duration * self.frame_rate)
+            if update_attributes is not None:
+                update_attributes(time_offset)
+            with self.autocast:
+                gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=callback,
+                                              max_gen_len=max_gen_len, **self.generation_params)
+            if prompt_tokens is None:
+                all_tokens.append(gen_tokens)
+            else:
+                all_tokens.append(gen_tokens[:, :, prompt_tokens.shape[-1]:])
+            prompt_tokens = gen_tokens[:, :, stride_tokens:]
+            prompt_length = prompt_tokens.shape[-1]
+            state['offset'] += stride_tokens
+        return torch.cat(all_tokens, dim=-1)
+
+    def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:
+        """Decode tokens [B, K, T] into audio [B, C, T_audio]."""
+        if gen_tokens.dim() != 3:
+            raise ValueError(f"Tokens must be [B, K, T], got shape {tuple(gen_tokens.shape)}.")
+        with torch.no_grad():
+            return self.compression_model.decode(gen_tokens, None)

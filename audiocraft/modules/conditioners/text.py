@@ -1,0 +1,236 @@
+"""Text conditioners: a hashed look-up table (LUT) and a frozen or fine-tuned T5 encoder."""
+from copy import deepcopy
+import hashlib
+import logging
+import re
+import typing as tp
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from ...utils.utils import length_to_mask
+from .base import ConditionType, TextConditioner
+
+logger = logging.getLogger(__name__)
+
+
+def hash_trick(word: str, vocab_size: int) -> int:
+    """Stable bucket index of `word` in [0, vocab_size)."""
+    return int(hashlib.sha256(word.encode("utf-8")).hexdigest(), 16) % vocab_size
+
+
+class Tokenizer:
+    """Texts (None = absent) -> (tokens [B, T], mask [B, T])."""
+
+    def __call__(self, texts: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError()
+
+
+class WhiteSpaceTokenizer(Tokenizer):
+    """Word-level tokenizer hashing each word into `n_bins` buckets.
+
+    Numbers are spelled out, punctuation dropped. Lemmatisation and stop-word removal
+    need spaCy and its `language` model; with both off, words are split on white space.
+    """
+    PUNCTUATION = "?:!.,;"
+
+    def __init__(self, n_bins: int, pad_idx: int = 0, language: str = "en_core_web_sm",
+                 lemma: bool = True, stopwords: bool = True) -> None:
+        self.n_bins = n_bins
+        self.pad_idx = pad_idx
+        self.lemma = lemma
+        self.stopwords = stopwords
+        self.nlp = None
+        if lemma or stopwords:
+            try:
+                import spacy  # type: ignore
+                self.nlp = spacy.load(language)
+            except (ImportError, OSError) as exc:
+                raise RuntimeError(
+                    f"WhiteSpaceTokenizer with lemma/stopwords needs spaCy and its '{language}' model "
+                    f"(pip install spacy && python -m spacy download {language}), or pass "
+                    "lemma=False, stopwords=False.") from exc
+
+    def _words(self, text: str) -> tp.List[str]:
+        if self.nlp is None:
+            words = re.findall(r"[^\s" + re.escape(self.PUNCTUATION) + r"]+", text)
+            return words
+        doc = self.nlp(text)
+        tokens = [w for w in doc if not (self.stopwords and w.is_stop)]
+        tokens = [w for w in tokens if w.text not in self.PUNCTUATION]
+        return [w.lemma_ if self.lemma else w.text for w in tokens]
+
+    def __call__(self, texts: tp.List[tp.Optional[str]], return_text: bool = False) -> tp.Any:
+        from num2words import num2words
+        output, lengths = [], []
+        texts = deepcopy(texts)
+        for i, text in enumerate(texts):
+            if text is None:
+                output.append(torch.Tensor([self.pad_idx]))
+                lengths.append(0)
+                continue
+            text = re.sub(r"(\d+)", lambda m: num2words(int(m.group(0))), text)
+            words = self._words(text)
+            texts[i] = " ".join(words)
+            lengths.append(len(words))
+            output.append(torch.Tensor([hash_trick(w, self.n_bins) for w in words]))
+        mask = length_to_mask(torch.IntTensor(lengths)).int()
+        padded = pad_sequence(output, padding_value=self.pad_idx).int().t()
+        if padded.shape[1] < mask.shape[1]:
+            padded = nn.functional.pad(padded, (0, mask.shape[1] - padded.shape[1]), value=self.pad_idx)
+        if return_text:
+            return padded, mask, texts
+        return padded, mask
+
+
+class NoopTokenizer(Tokenizer):
+    """Hashes the whole text into a single token (for categorical attributes like genre)."""
+
+    def __init__(self, n_bins: int, pad_idx: int = 0) -> None:
+        self.n_bins = n_bins
+        self.pad_idx = pad_idx
+
+    def __call__(self, texts: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        output, lengths = [], []
+        for text in texts:
+            if text is None:
+                output.append(self.pad_idx)
+                lengths.append(0)
+            else:
+                output.append(hash_trick(text, self.n_bins))
+                lengths.append(1)
+        tokens = torch.LongTensor(output).unsqueeze(1)
+        mask = length_to_mask(torch.IntTensor(lengths)).int()
+        return tokens, mask
+
+
+class LUTConditioner(TextConditioner):
+    """Embedding look-up of hashed words (`tokenizer`: 'whitespace' or 'noop')."""
+
+    def __init__(self, n_bins: int, dim: int, output_dim: int, tokenizer: str, pad_idx: int = 0):
+        super().__init__(dim, output_dim)
+        self.embed = nn.Embedding(n_bins, dim)
+        self.tokenizer: Tokenizer
+        if tokenizer == 'whitespace':
+            self.tokenizer = WhiteSpaceTokenizer(n_bins, pad_idx=pad_idx)
+        elif tokenizer == 'noop':
+            self.tokenizer = NoopTokenizer(n_bins, pad_idx=pad_idx)
+        else:
+            raise ValueError(f"Unknown tokenizer '{tokenizer}': use 'whitespace' or 'noop'.")
+
+    def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        device = self.embed.weight.device
+        tokens, mask = self.tokenizer(x)
+        return tokens.to(device), mask.to(device)
+
+    def forward(self, inputs: tp.Tuple[torch.Tensor, torch.Tensor]) -> ConditionType:
+        tokens, mask = inputs
+        embeds = self.output_proj(self.embed(tokens))
+        embeds = embeds * mask.unsqueeze(-1)
+        return embeds, mask
+
+
+class T5Conditioner(TextConditioner):
+    """Text embeddings from a pretrained T5 encoder, projected to `output_dim`.
+
+    The encoder is loaded with `transformers` by name (offline caches work). Unless
+    `finetune`, it is kept outside the module tree so checkpoints only hold `output_proj`.
+    Empty or missing descriptions get an all-zero mask, hence zero embeddings.
+    """
+    MODELS = ["t5-small", "t5-base", "t5-large", "t5-3b", "t5-11b",
+              "google/flan-t5-small", "google/flan-t5-base", "google/flan-t5-large",
+              "google/flan-t5-xl", "google/flan-t5-xxl"]
+    MODELS_DIMS = {
+        "t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024,
+        "google/flan-t5-small": 512, "google/flan-t5-base": 768, "google/flan-t5-large": 1024,
+        "google/flan-t5-xl": 2048, "google/flan-t5-xxl": 4096,
+    }
+
+    def __init__(self, name: str, output_dim: int, finetune: bool, device: tp.Union[torch.device, str] = 'cpu',
+                 autocast_dtype: tp.Optional[str] = 'float32', word_dropout: float = 0.,
+                 normalize_text: bool = False, seed: int = 1234):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"T5Conditioner needs a model name such as {self.MODELS[:3]}, got {name!r}.")
+        tokenizer, t5 = self._load(name)
+        # The encoder's own config gives the feature size, so any T5 checkpoint works.
+        dim = int(getattr(t5.config, 'd_model', self.MODELS_DIMS.get(name, 0)))
+        super().__init__(dim, output_dim)
+        self.device = device
+        self.name = name
+        self.finetune = finetune
+        self.word_dropout = word_dropout
+        # Word dropout draws from its own generator: global RNG state never changes results.
+        self.rng = torch.Generator()
+        self.rng.manual_seed(seed)
+        self.autocast_dtype: tp.Optional[torch.dtype] = None
+        if autocast_dtype is not None and str(device) != 'cpu':
+            dtype = getattr(torch, autocast_dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"Invalid autocast_dtype '{autocast_dtype}'.")
+            self.autocast_dtype = dtype
+        self.t5_tokenizer = tokenizer
+        t5 = t5.train(mode=finetune)
+        if finetune:
+            self.t5 = t5
+        else:
+            # Bypass nn.Module registration so the frozen T5 stays out of state_dict().
+            self.__dict__['t5'] = t5.to(device)
+        self.normalize_text = normalize_text
+        if normalize_text:
+            self.text_normalizer = WhiteSpaceTokenizer(1, lemma=True, stopwords=True)
+
+    @staticmethod
+    def _load(name: str) -> tp.Tuple[tp.Any, nn.Module]:
+        from transformers import T5EncoderModel, T5Tokenizer
+        previous = logging.root.manager.disable
+        logging.disable(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tokenizer = T5Tokenizer.from_pretrained(name)
+                t5 = T5EncoderModel.from_pretrained(name)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise RuntimeError(
+                f"Could not load the T5 model '{name}' with transformers: {exc}. Download it once with "
+                f"network access (e.g. `huggingface-cli download {name}`), or point HF_HUB_CACHE at a cache "
+                "that holds it when running offline (HF_HUB_OFFLINE=1).") from exc
+        finally:
+            logging.disable(previous)
+        return tokenizer, t5
+
+    def _apply_word_dropout(self, entries: tp.List[str]) -> tp.List[str]:
+        out = []
+        for entry in entries:
+            words = entry.split(" ")
+            keep = torch.rand(len(words), generator=self.rng) >= self.word_dropout
+            out.append(" ".join(w for w, k in zip(words, keep.tolist()) if k))
+        return out
+
+    def tokenize(self, x: tp.List[tp.Optional[str]]) -> tp.Dict[str, torch.Tensor]:
+        entries: tp.List[str] = [xi if xi is not None else "" for xi in x]
+        if self.normalize_text:
+            _, _, entries = self.text_normalizer(entries, return_text=True)
+        if self.word_dropout > 0. and self.training:
+            entries = self._apply_word_dropout(entries)
+        empty_idx = torch.LongTensor([i for i, xi in enumerate(entries) if xi == ""])
+        inputs = self.t5_tokenizer(entries, return_tensors='pt', padding=True)
+        inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ('input_ids', 'attention_mask')}
+        mask = inputs['attention_mask']
+        mask[empty_idx, :] = 0  # absent descriptions must not be attended to
+        return inputs
+
+    def forward(self, inputs: tp.Dict[str, torch.Tensor]) -> ConditionType:
+        mask = inputs['attention_mask']
+        # A frozen T5 is not moved by `.to()` on the parent: feed it on its own device.
+        t5_device = next(self.t5.parameters()).device
+        t5_inputs = {k: v.to(t5_device) for k, v in inputs.items()}
+        with torch.set_grad_enabled(self.finetune), torch.autocast(
+                device_type=t5_device.type, dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None):
+            embeds = self.t5(**t5_inputs).last_hidden_state
+        mask = mask.to(self.output_proj.weight.device)
+        embeds = self.output_proj(embeds.to(self.output_proj.weight))
+        embeds = embeds * mask.unsqueeze(-1)
+        return embeds, mask

@@ -1,0 +1,1 @@
+"""Storage and retrieval of generated samples (see `manager.SampleManager`)."""

@@ -1,0 +1,127 @@
+"""Pieces shared by the Gradio demos: the per-app model holder, audio conversion and the
+waveform picture, and the command line every demo accepts."""
+import argparse
+import contextlib
+import gc
+import tempfile
+import threading
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+WAVEFORM_SIZE = (800, 160)
+WAVEFORM_COLOR = (255, 118, 0)
+WAVEFORM_BACKGROUND = (24, 24, 27)
+
+
+class ModelHolder:
+    """Holds at most one loaded model for one app instance.
+
+    Generation runs inside `use(name)`, which keeps the lock, so a request never sees the
+    model swapped by another request halfway through. Nothing is shared between apps.
+    """
+
+    def __init__(self, loader: tp.Callable[[str, str], tp.Any], device: str):
+        self.loader = loader
+        self.device = device
+        self._lock = threading.Lock()
+        self._name: tp.Optional[str] = None
+        self._model: tp.Any = None
+
+    @contextlib.contextmanager
+    def use(self, name: str) -> tp.Iterator[tp.Any]:
+        """Context giving the model called `name`, loading it (and dropping the previous one) if needed."""
+        with self._lock:
+            if name != self._name:
+                self._model, self._name = None, None
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self._model = self.loader(name, self.device)
+                self._name = name
+            yield self._model
+
+
+def numpy_audio_to_tensor(audio: tp.Tuple[int, np.ndarray]) -> tp.Tuple[torch.Tensor, int]:
+    """Gradio's `(sample_rate, array)` (int16 or float, [T] or [T, C]) to a float tensor [C, T]."""
+    sample_rate, data = audio
+    wav = torch.from_numpy(np.asarray(data))
+    if wav.dtype == torch.int16:
+        wav = wav.float() / 2 ** 15
+    elif wav.dtype == torch.int32:
+        wav = wav.float() / 2 ** 31
+    else:
+        wav = wav.float()
+    wav = wav[None] if wav.dim() == 1 else wav.t()
+    return wav.contiguous(), int(sample_rate)
+
+
+def waveform_image(wav: torch.Tensor, size: tp.Tuple[int, int] = WAVEFORM_SIZE) -> Image.Image:
+    """Picture of a waveform [C, T]: min/max envelope of the channel mean, one bar per pixel column."""
+    width, height = size
+    mono = wav.detach().float().cpu().mean(dim=0)
+    image = Image.new('RGB', size, WAVEFORM_BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    middle = height / 2
+    draw.line([(0, middle), (width, middle)], fill=(63, 63, 70))
+    if mono.numel() == 0:
+        return image
+    peak = float(mono.abs().max().clamp_min(1e-8))
+    columns = torch.tensor_split(mono / peak, min(width, mono.numel()))
+    scale = width / len(columns)
+    for idx, column in enumerate(columns):
+        low, high = float(column.min()), float(column.max())
+        x = idx * scale
+        draw.rectangle([x, middle - high * (middle - 4), x + max(scale - 1, 0), middle - low * (middle - 4)],
+                       fill=WAVEFORM_COLOR)
+    return image
+
+
+class OutputFolder:
+    """A temporary folder owned by one app; results are written there and served by Gradio."""
+
+    def __init__(self, prefix: str):
+        # Inside the system temp dir, which Gradio allows serving files from.
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def write(self, wav: torch.Tensor, sample_rate: int) -> Path:
+        """Write one waveform [C, T] with loudness normalisation; returns the WAV path."""
+        from audiocraft.data.audio import audio_write
+        with self._lock:
+            self._count += 1
+            stem = self.path / f'sample_{self._count:04d}'
+        return Path(audio_write(stem, wav.detach().cpu().float(), sample_rate, strategy='loudness',
+                                loudness_compressor=True))
+
+
+def demo_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments shared by the demos."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--listen', default='127.0.0.1',
+                        help='address to serve on; 0.0.0.0 makes the demo reachable from other machines')
+    parser.add_argument('--server_port', '--server-port', type=int, default=0,
+                        help='port to serve on; 0 picks the first free port from 7860')
+    parser.add_argument('--share', action='store_true', help='also create a public gradio.live link')
+    parser.add_argument('--username', default='', help='user name for basic authentication')
+    parser.add_argument('--password', default='', help='password for basic authentication')
+    parser.add_argument('--model', '--model-path', dest='model_path', default=None,
+                        help='a local model folder (or hub id) to offer first in the model list')
+    parser.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda when available)")
+    return parser
+
+
+def launch(blocks: tp.Any, args: argparse.Namespace, **kwargs: tp.Any) -> tp.Any:
+    """Launch a demo with the shared command line options."""
+    auth = (args.username, args.password) if args.username else None
+    return blocks.queue().launch(server_name=args.listen, server_port=args.server_port or None,
+                                 share=args.share, auth=auth, **kwargs)
+
+
+def pick_device(device: tp.Optional[str]) -> str:
+    """Default device for demo models."""
+    return device or ('cuda' if torch.cuda.is_available() else 'cpu')

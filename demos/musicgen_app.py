@@ -1,0 +1,125 @@
+"""Gradio demo for MusicGen: text (and melody) to music.
+
+Run with ``python -m demos.musicgen_app`` (add ``--share`` for a public link, ``--model-path
+FOLDER`` to serve a local model such as ``tests/reference/cases/musicgen_text_tiny``).
+"""
+import typing as tp
+
+import gradio as gr
+import torch
+
+from audiocraft.models import MusicGen
+from demos.common import ModelHolder, OutputFolder, demo_parser, launch, numpy_audio_to_tensor, pick_device
+from demos.common import waveform_image
+
+MODELS = (
+    'facebook/musicgen-melody',
+    'facebook/musicgen-small',
+    'facebook/musicgen-medium',
+    'facebook/musicgen-large',
+    'facebook/musicgen-melody-large',
+    'facebook/musicgen-stereo-small',
+    'facebook/musicgen-stereo-medium',
+    'facebook/musicgen-stereo-large',
+    'facebook/musicgen-stereo-melody',
+    'facebook/musicgen-stereo-melody-large',
+)
+MAX_DURATION = 120.0
+
+
+def load_musicgen(name: str, device: str) -> MusicGen:
+    """Load a MusicGen model, reporting failures in the page instead of as a traceback."""
+    try:
+        return MusicGen.get_pretrained(name, device=device)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise gr.Error(f"Could not load model '{name}': {exc}. Pass a local folder holding state_dict.bin "
+                       "and compression_state_dict.bin with --model-path, or check the hub connection.")
+
+
+def accepts_melody(model: tp.Any) -> bool:
+    """Whether the model has a chroma (melody) conditioner."""
+    return 'self_wav' in getattr(model.lm.condition_provider, 'conditioners', {})
+
+
+class MusicGenApp:
+    """One demo instance: its own model holder and output folder."""
+
+    def __init__(self, model_path: tp.Optional[str] = None, device: tp.Optional[str] = None):
+        self.models = ModelHolder(load_musicgen, pick_device(device))
+        self.outputs = OutputFolder('musicgen_demo_')
+        self.choices = ([model_path] if model_path else []) + [m for m in MODELS if m != model_path]
+
+    def predict(self, model_name: str, text: str, melody: tp.Optional[tp.Tuple[int, tp.Any]],
+                duration: float, top_k: float, top_p: float, temperature: float, cfg_coef: float,
+                seed: float, progress: gr.Progress = gr.Progress()) -> tp.Tuple[str, tp.Any]:
+        """Generate one sample; returns (WAV path, waveform picture)."""
+        if not model_name:
+            raise gr.Error('Choose a model.')
+        if duration is None or duration <= 0 or duration > MAX_DURATION:
+            raise gr.Error(f'Duration must be between 0 and {MAX_DURATION:g} seconds.')
+        if temperature is None or temperature <= 0:
+            raise gr.Error('Temperature must be positive.')
+        melody_wav = numpy_audio_to_tensor(melody) if melody is not None else None
+        with self.models.use(model_name) as model:
+            model.set_generation_params(duration=float(duration), top_k=int(top_k), top_p=float(top_p),
+                                        temperature=float(temperature), cfg_coef=float(cfg_coef))
+            model.set_custom_progress_callback(lambda done, total: progress((done, total), unit='steps'))
+            if seed is not None and seed >= 0:
+                torch.manual_seed(int(seed))
+            try:
+                if melody_wav is not None and accepts_melody(model):
+                    wav, sr = melody_wav
+                    out = model.generate_with_chroma([text], wav[None], sr, progress=True)
+                else:
+                    if melody_wav is not None:
+                        gr.Warning('This model takes no melody; generating from the text only.')
+                    out = model.generate([text], progress=True)
+            finally:
+                model.set_custom_progress_callback(None)
+            path = self.outputs.write(out[0], model.sample_rate)
+        return str(path), waveform_image(out[0])
+
+
+def build_interface(app: MusicGenApp) -> gr.Blocks:
+    """The page: model choice, description, melody, decoding parameters, audio and waveform."""
+    with gr.Blocks(title='MusicGen', analytics_enabled=False) as blocks:
+        gr.Markdown('# MusicGen\nText-to-music generation. Melody models also follow the melody of an '
+                    'uploaded recording. Weights are licensed CC-BY-NC 4.0.')
+        with gr.Row():
+            with gr.Column():
+                model = gr.Dropdown(app.choices, value=app.choices[0], label='Model', allow_custom_value=True,
+                                    elem_id='model')
+                text = gr.Textbox(label='Description', placeholder='e.g. lo-fi hip hop with mellow piano',
+                                  lines=2, elem_id='description')
+                melody = gr.Audio(sources=['upload', 'microphone'], type='numpy', label='Melody (optional)',
+                                  elem_id='melody')
+                with gr.Row():
+                    duration = gr.Slider(1, MAX_DURATION, value=10, step=0.5, label='Duration (s)',
+                                         elem_id='duration')
+                    seed = gr.Number(-1, precision=0, label='Seed (-1: random)', elem_id='seed')
+                with gr.Row():
+                    top_k = gr.Number(250, precision=0, label='Top-k', elem_id='top-k')
+                    top_p = gr.Number(0.0, label='Top-p', elem_id='top-p')
+                    temperature = gr.Number(1.0, label='Temperature', elem_id='temperature')
+                    cfg_coef = gr.Number(3.0, label='Classifier-free guidance', elem_id='cfg-coef')
+                generate = gr.Button('Generate', variant='primary', elem_id='generate')
+            with gr.Column():
+                audio = gr.Audio(label='Generated music', type='filepath', interactive=False, elem_id='output-audio')
+                picture = gr.Image(label='Waveform', type='pil', interactive=False, elem_id='waveform')
+        generate.click(app.predict, [model, text, melody, duration, top_k, top_p, temperature, cfg_coef, seed],
+                       [audio, picture], concurrency_limit=1)
+        gr.Examples([['An 80s driving pop song with heavy drums and synth pads in the background'],
+                     ['A cheerful country song with acoustic guitars'],
+                     ['lofi slow bpm electro chill with organic samples']], inputs=[text])
+    return blocks
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> None:
+    """Command line entry point."""
+    args = demo_parser('MusicGen demo').parse_args(argv)
+    app = MusicGenApp(model_path=args.model_path, device=args.device)
+    launch(build_interface(app), args)
+
+
+if __name__ == '__main__':
+    main()
