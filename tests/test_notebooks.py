@@ -42,4 +42,3 @@ def test_notebook_runs(notebook: str, tmp_path: Path, monkeypatch: pytest.Monkey
     executable, package = ''.join(out.get('text', '') for out in nb.cells[-1].outputs).split()
     assert executable == sys.executable
     assert Path(package).resolve().is_relative_to(ROOT)
-

@@ -38,6 +38,8 @@ def test_cosine_schedule():
     assert lrs[110] == pytest.approx(0.5)  # only a quarter period covered
     with pytest.raises(ValueError):
         CosineLRScheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.), 10, -1)
+    with pytest.raises(ValueError, match="warmup"):
+        CosineLRScheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.), 10, None)
 
 
 def test_linear_warmup_schedule():

@@ -178,8 +178,10 @@ def find_audio_files(path: tp.Union[Path, str], exts: tp.List[str] = DEFAULT_EXT
     return meta
 
 
-def _open_manifest(path: tp.Union[str, Path], mode: str):
-    return gzip.open(path, mode) if str(path).lower().endswith('.gz') else open(path, mode)
+def _open_manifest(path: tp.Union[str, Path], mode: str, gz: tp.Optional[bool] = None):
+    if gz is None:
+        gz = str(path).lower().endswith('.gz')
+    return gzip.open(path, mode) if gz else open(path, mode)
 
 
 def load_audio_meta(path: tp.Union[str, Path], resolve: bool = True, fast: bool = True) -> tp.List[AudioMeta]:
@@ -209,7 +211,7 @@ def save_audio_meta(path: tp.Union[str, Path], meta: tp.List[AudioMeta]) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp')
-    with _open_manifest(tmp, 'wb') as fp:
+    with _open_manifest(tmp, 'wb', gz=path.name.lower().endswith('.gz')) as fp:
         for m in meta:
             fp.write((json.dumps(m.to_dict()) + '\n').encode('utf-8'))
     os.replace(tmp, path)
@@ -360,6 +362,13 @@ class AudioDataset:
         return RuntimeError(f"Could not decode audio file {path}: {exc!r}. Remove it from the manifest "
                             "or fix it (on_read_error='skip' draws another file instead).")
 
+    def _convert(self, wav: torch.Tensor, sample_rate: int, path: str) -> torch.Tensor:
+        try:
+            return convert_audio(wav, sample_rate, self.sample_rate, self.channels)
+        except ValueError as exc:
+            raise ValueError(f"Cannot convert {path} ({sample_rate} Hz, {wav.shape[0]} channels) to the dataset "
+                             f"format ({self.sample_rate} Hz, {self.channels} channels): {exc}") from exc
+
     def _segment_rng(self, index: int) -> torch.Generator:
         rng = torch.Generator()
         if self.shuffle:
@@ -378,7 +387,7 @@ class AudioDataset:
                 out, sr = self._audio_read(file_meta.path)
             except Exception as exc:
                 raise self._read_error(file_meta.path, exc) from exc
-            out = convert_audio(out, sr, self.sample_rate, self.channels)
+            out = self._convert(out, sr, file_meta.path)
             n_frames = out.shape[-1]
             segment_info = SegmentInfo(file_meta, seek_time=0., n_frames=n_frames, total_frames=n_frames,
                                        sample_rate=self.sample_rate, channels=out.shape[0])
@@ -397,7 +406,7 @@ class AudioDataset:
                         raise self._read_error(file_meta.path, exc) from exc
                     logger.warning("Error opening file %s: %r, trying another file.", file_meta.path, exc)
                     continue
-                out = convert_audio(out, sr, self.sample_rate, self.channels)
+                out = self._convert(out, sr, file_meta.path)
                 n_frames = out.shape[-1]
                 target_frames = int(self.segment_duration * self.sample_rate)
                 if self.pad:

@@ -1,5 +1,4 @@
 """Cosine similarity between the chromagrams of generated and reference audio (melody adherence)."""
-import typing as tp
 
 import torch
 import torch.distributed as dist

@@ -8,3 +8,5 @@ from .lm import LMModel
 from .genmodel import BaseGenModel
 from .musicgen import MusicGen
 from .audiogen import AudioGen
+from .lm_magnet import MagnetLMModel
+from .magnet import MAGNeT

@@ -118,6 +118,63 @@ def get_debug_compression_model(device: tp.Union[str, torch.device] = 'cpu',
 
 # ---- conditioning (conditioners, provider, fuser) ----
 
+
+def get_conditioner_provider(output_dim: int, cfg: omegaconf.DictConfig) -> 'ConditioningProvider':
+    """Conditioners named in `cfg.conditioners` (each `{model: t5|lut|chroma_stem|clap, <model>: {...}}`).
+
+    `cfg.device` places them; chroma conditioners get `cfg.dataset.segment_duration` as duration.
+    A `conditioners.args` entry holds provider options (dataset-side keys are ignored).
+    """
+    from ..modules import conditioners as cond
+    device = cfg.device
+    dataset_cfg = cfg.get('dataset', None)
+    duration = dataset_cfg.get('segment_duration', None) if dataset_cfg is not None else None
+    section = cfg.get('conditioners', None)
+    dict_cfg = {} if section is None else dict_from_config(section)
+    provider_args = dict_cfg.pop('args', None) or {}
+    for key in ('merge_text_conditions_p', 'drop_desc_p'):  # dataset-side options, not the provider's
+        provider_args.pop(key, None)
+    conditioners: tp.Dict[str, 'cond.BaseConditioner'] = {}
+    for name, cond_cfg in dict_cfg.items():
+        if not isinstance(cond_cfg, dict) or 'model' not in cond_cfg:
+            raise ValueError(f"Conditioner '{name}' needs a `model` key (t5, lut, chroma_stem or clap).")
+        model_type = cond_cfg['model']
+        model_args = dict(cond_cfg.get(model_type) or {})
+        if model_type == 't5':
+            conditioners[str(name)] = cond.T5Conditioner(output_dim=output_dim, device=device, **model_args)
+        elif model_type == 'lut':
+            conditioners[str(name)] = cond.LUTConditioner(output_dim=output_dim, **model_args)
+        elif model_type == 'chroma_stem':
+            model_args.setdefault('sample_rate', cfg.get('sample_rate'))
+            conditioners[str(name)] = cond.ChromaStemConditioner(
+                output_dim=output_dim, duration=duration, device=device, **model_args)
+        elif model_type == 'clap':
+            conditioners[str(name)] = cond.CLAPEmbeddingConditioner(
+                output_dim=output_dim, device=device, **model_args)
+        else:
+            raise ValueError(f"Unrecognized conditioning model '{model_type}' for '{name}': "
+                             "expected t5, lut, chroma_stem or clap.")
+    return cond.ConditioningProvider(conditioners, device=device, **provider_args)
+
+
+def get_condition_fuser(cfg: omegaconf.DictConfig) -> 'ConditionFuser':
+    """ConditionFuser from `cfg.fuser`: per-method lists (sum, cross, prepend, input_interpolate) + options."""
+    from ..modules.conditioners import ConditionFuser
+    fuser_cfg = getattr(cfg, 'fuser')
+    fuser_methods = ['sum', 'cross', 'prepend', 'input_interpolate']
+    fuse2cond = {k: list(fuser_cfg.get(k, None) or []) for k in fuser_methods}
+    kwargs = {k: v for k, v in fuser_cfg.items() if k not in fuser_methods}
+    return ConditionFuser(fuse2cond=fuse2cond, **kwargs)
+
+
+def get_debug_condition_provider(output_dim: int = 16, device: tp.Union[str, torch.device] = 'cpu'
+                                 ) -> 'ConditioningProvider':
+    """A tiny offline provider: one white-space LUT text conditioner named 'description'."""
+    from ..modules.conditioners import ConditioningProvider, LUTConditioner, WhiteSpaceTokenizer
+    description = LUTConditioner(n_bins=128, dim=output_dim, output_dim=output_dim, tokenizer='noop')
+    description.tokenizer = WhiteSpaceTokenizer(128, lemma=False, stopwords=False)
+    return ConditioningProvider({'description': description}, device=device).to(device)
+
 # ---- language models (MusicGen / AudioGen / MAGNeT LMs) ----
 
 

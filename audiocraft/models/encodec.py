@@ -119,6 +119,8 @@ class CompressionModel(ABC, StreamingModule):
                 model = loaders.load_compression_model(name, device=device)
         elif name.startswith('https://'):
             model = loaders.load_compression_model(name, device=device)
+        elif loaders.looks_like_local_path(name):
+            raise FileNotFoundError(f"Compression model {name!r} does not exist (no such file or folder).")
         else:
             logger.info("Getting pretrained compression model from HF %s", name)
             model = HFEncodecCompressionModel.from_pretrained(name)

@@ -3,8 +3,8 @@
 MAGNeT predicts every time step of one codebook at once and refines the prediction over a
 few decoding steps: at each step the least confident spans are masked again and re-predicted.
 Codebooks are generated one after the other ("stages"). For stages above the first, self
-attention only sees `subcodes_context` steps on each side (a band mask), which is passed to
-the transformer as an additive `src_mask`, so plain PyTorch attention (SDPA) is enough.
+attention only sees `subcodes_context` steps on each side: a band mask passed to the
+transformer as `src_mask`, applied by plain PyTorch attention (SDPA), on any device.
 """
 import math
 import typing as tp
@@ -17,8 +17,6 @@ from .lm import LMModel
 
 # Score given to tokens that must never be masked again (prompt, already decided spans).
 DONT_REMASK_ME_SCORE = -1e4
-# Masks are stored padded to a multiple of this, as AudioCraft does for memory-efficient kernels.
-ATTN_MASK_ALIGN = 8
 SPAN_ARRANGEMENTS = ('nonoverlap', 'stride1')
 SPAN_SCORINGS = ('max', 'prod')
 
@@ -52,54 +50,50 @@ class MagnetLMModel(LMModel):
 
     def restricted_context_attn_mask(self, seq_len: int, device: tp.Optional[torch.device] = None,
                                      dtype: tp.Optional[torch.dtype] = None) -> torch.Tensor:
-        """Additive [seq_len, seq_len] mask letting each step see `subcodes_context` steps on each side."""
+        """Additive [seq_len, seq_len] mask (0 / -inf) letting each step see `subcodes_context` steps
+        on each side."""
+        valid = self._band(seq_len, device)
         dtype = dtype or torch.float32
-        positions = torch.arange(seq_len, device=device)
-        valid = (positions[:, None] - positions[None, :]).abs() <= self.subcodes_context
-        zero = torch.zeros([], device=device, dtype=dtype)
-        return torch.where(valid, zero, torch.full([], float('-inf'), device=device, dtype=dtype))
+        zero = torch.zeros([], device=valid.device, dtype=dtype)
+        return torch.where(valid, zero, torch.full([], float('-inf'), device=valid.device, dtype=dtype))
 
-    def _stage_attn_mask(self, stage: int, seq_len: int, num_heads: int,
-                         device: tp.Optional[torch.device] = None,
-                         dtype: tp.Optional[torch.dtype] = None) -> tp.Optional[torch.Tensor]:
-        """Self-attention mask of a stage, [1, num_heads, L, L] with L aligned to 8; None if unrestricted."""
+    def _band(self, seq_len: int, device: tp.Optional[torch.device] = None) -> torch.Tensor:
+        """Boolean [seq_len, seq_len] 'may attend' mask: |query - key| <= subcodes_context."""
+        if device is None or torch.device(device).type == 'meta':
+            device = torch.device('cpu')  # masks are computed values, never weights: keep them real
+        positions = torch.arange(seq_len, device=device)
+        return (positions[:, None] - positions[None, :]).abs() <= self.subcodes_context
+
+    def _stage_attn_mask(self, stage: int, seq_len: int,
+                         device: tp.Optional[torch.device] = None) -> tp.Optional[torch.Tensor]:
+        """Boolean self-attention mask of a stage ([seq_len, seq_len], True = may attend), None if
+        the stage attends everywhere (the first codebook, or subcodes_context < 0)."""
         if stage <= 0 or self.subcodes_context < 0:
             return None
-        dtype = dtype or torch.float32
-        band = self.restricted_context_attn_mask(seq_len, device=device, dtype=dtype)
-        aligned = int(math.ceil(seq_len / ATTN_MASK_ALIGN)) * ATTN_MASK_ALIGN
-        mask = torch.zeros((1, num_heads, aligned, aligned), device=device, dtype=dtype)
-        mask[..., :seq_len, :seq_len] = band
-        return mask
+        return self._band(seq_len, device)
 
-    def _build_attn_masks(self, compression_model_framerate: int, segment_duration: int, num_heads: int,
+    def _build_attn_masks(self, compression_model_framerate: int, segment_duration: float, num_heads: int,
                           device: tp.Optional[torch.device] = None, dtype: tp.Optional[torch.dtype] = None) -> None:
-        """Precompute the per-stage self-attention masks for the model's sequence length."""
+        """Per-stage masks for the model's own sequence length, kept as `attn_mask_per_stage`.
+
+        AudioCraft stores them repeated over heads and padded to a multiple of 8 for xformers;
+        SDPA broadcasts over batch and heads, so a boolean [L, L] mask per stage is enough.
+        """
         seq_len = int(compression_model_framerate * segment_duration)
-        if device is not None and torch.device(device).type == 'meta':
-            device = None  # masks are plain tensors, never weights: keep them materialised
-        if dtype is not None and not dtype.is_floating_point:
-            dtype = None
         self.num_heads = num_heads
         self.attn_mask_per_stage: tp.List[tp.Optional[torch.Tensor]] = [
-            self._stage_attn_mask(stage, seq_len, num_heads, device, dtype) for stage in range(self.n_q)]
+            self._stage_attn_mask(stage, seq_len) for stage in range(self.n_q)]
 
     def get_stage_attn_mask(self, stage: int, seq_len: int, device: torch.device,
                             dtype: torch.dtype) -> tp.Optional[torch.Tensor]:
-        """Mask for `stage` and a sequence of `seq_len` steps, [1, H, seq_len, seq_len] or None.
+        """Self-attention mask used by `forward(..., stage=stage)` for `seq_len` steps, or None.
 
-        The precomputed mask is cropped to the sequence (its top left corner is the band mask of a
-        shorter sequence); longer sequences get a freshly built one.
+        Built for the actual length and device (the band of a shorter sequence is the top-left
+        corner of the model's full-length mask, as AudioCraft's cropping gives).
         """
-        if stage < 0 or stage >= len(self.attn_mask_per_stage):
+        if stage < 0 or stage >= self.n_q:
             return None
-        mask = self.attn_mask_per_stage[stage]
-        if mask is None:
-            return None
-        if mask.shape[-1] < seq_len:
-            mask = self._stage_attn_mask(stage, seq_len, mask.shape[1], device, dtype)
-            assert mask is not None
-        return mask[..., :seq_len, :seq_len].to(device=device, dtype=dtype)
+        return self._stage_attn_mask(stage, seq_len, device)
 
     # ---- span masking ----
 

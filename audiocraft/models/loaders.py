@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 import pickle
 import typing as tp
-import zipfile
 
 import torch
 from torch import nn
@@ -40,6 +39,11 @@ def hub_unavailable_message(name: str, what: str, exc: tp.Optional[BaseException
             f"path instead of {name!r}.{detail}")
 
 
+def looks_like_local_path(name: str) -> bool:
+    """True for names that cannot be hub repo ids ('./x', '/x', '~/x', 'a/b/c', ...)."""
+    return name.startswith(('.', '/', '~')) or name.count('/') > 1 or name.endswith(('.bin', '.th', '.pt'))
+
+
 def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], name: str,
                 local: bool = True) -> tp.Any:
     """`torch.load` with clear errors for missing, truncated or non-torch files.
@@ -61,7 +65,7 @@ def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], 
         # A local file holding more than tensors and plain containers (e.g. a training
         # checkpoint): the user chose to load it, as AudioCraft would.
         logger.warning("Loading %s with full unpickling (it holds non-tensor objects).", path)
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # torch raises many types on damaged files (RuntimeError, EOFError, IndexError...)
         raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is corrupt or truncated, or not "
                            f"a torch checkpoint ({type(exc).__name__}: {exc}); download it again.") from exc
     try:
@@ -95,8 +99,7 @@ def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optiona
                                     "Download it manually and pass the local file path.") from exc
     if filename is None:
         raise ValueError("filename needs to be defined if using HF checkpoints")
-    looks_local = name.startswith(('.', '/', '~')) or name.count('/') > 1 or os.sep in name.replace('/', '')
-    if looks_local:
+    if looks_like_local_path(name):
         raise FileNotFoundError(f"Checkpoint {name!r} does not exist (no such file or folder).")
     from huggingface_hub import hf_hub_download
     from .. import __version__
@@ -234,6 +237,34 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     _delete_param(cfg, 'conditioners.self_wav.chroma_stem.cache_path')
     _delete_param(cfg, 'conditioners.args.merge_text_conditions_p')
     _delete_param(cfg, 'conditioners.args.drop_desc_p')
+    model = build_meta_and_load(lambda: builders.get_lm_model(cfg), pkg['best_state'],
+                                device=device, name=str(file_or_url_or_id))
+    model.eval()
+    model.cfg = cfg
+    return model
+
+
+def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_model_frame_rate: int,
+                         device: tp.Union[torch.device, str] = 'cpu', cache_dir: tp.Optional[str] = None
+                         ) -> nn.Module:
+    """Load a MAGNeT LM from an AudioCraft `state_dict.bin` (file, folder, URL or hub id).
+
+    As AudioCraft, the attention masks are sized from the codec's frame rate and the training
+    `dataset.segment_duration`, and spans from `masking.span_len`. No attention backend is
+    switched (AudioCraft forces xformers process-wide here; SDPA applies the masks itself).
+    """
+    from . import builders
+    pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir)
+    cfg = package_config(pkg, device)
+    if cfg.get('lm_model') != 'transformer_lm_magnet':
+        raise ValueError(f"Checkpoint {str(file_or_url_or_id)!r} is not a MAGNeT model (lm_model="
+                         f"{cfg.get('lm_model')!r}); load it with MusicGen/AudioGen.get_pretrained instead.")
+    cfg.dtype = 'float32' if cfg.device == 'cpu' else 'float16'
+    _delete_param(cfg, 'conditioners.args.merge_text_conditions_p')
+    _delete_param(cfg, 'conditioners.args.drop_desc_p')
+    cfg.transformer_lm.compression_model_framerate = compression_model_frame_rate
+    cfg.transformer_lm.segment_duration = cfg.dataset.segment_duration
+    cfg.transformer_lm.span_len = cfg.masking.span_len
     model = build_meta_and_load(lambda: builders.get_lm_model(cfg), pkg['best_state'],
                                 device=device, name=str(file_or_url_or_id))
     model.eval()

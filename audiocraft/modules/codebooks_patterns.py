@@ -288,10 +288,11 @@ class DelayedPatternProvider(CodebooksPatternProvider):
 
 
 class ParallelPatternProvider(DelayedPatternProvider):
-    """All codebooks of a timestep are predicted at the same step."""
+    """All codebooks of a timestep are predicted at the same step (`empty_initial` as for delays;
+    MAGNeT uses -1: no initial special token step, so the sequence is the codes themselves)."""
 
-    def __init__(self, n_q: int):
-        super().__init__(n_q, [0] * n_q)
+    def __init__(self, n_q: int, empty_initial: int = 0):
+        super().__init__(n_q, [0] * n_q, empty_initial=empty_initial)
 
 
 class UnrolledPatternProvider(CodebooksPatternProvider):

@@ -50,15 +50,29 @@ class SEANetResnetBlock(StreamingModule):
                                              causal=causal, pad_mode=pad_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.block(x)
+        if not self._is_streaming:
+            return self.shortcut(x) + self.block(x)
+        return self._add_aligned(self.shortcut(x), self.block(x))
+
+    def _add_aligned(self, skip: tp.Optional[torch.Tensor], y: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
+        # While streaming, the convolution branch may hold samples back (e.g. reflect padding
+        # waiting for enough input): keep the shortcut output until the branch catches up.
+        state = self._streaming_state
+        if skip is not None:
+            skip = torch.cat([state['skip'], skip], dim=-1) if 'skip' in state else skip
+            state['skip'] = skip
+        if y is None:
+            return None
+        pending = state['skip']
+        state['skip'] = pending[..., y.shape[-1]:]
+        return pending[..., :y.shape[-1]] + y
 
     def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
-        y = self.block.flush(x)
-        skip = _flush(self.shortcut, x)
-        if y is None or skip is None:
-            assert y is None and skip is None, "residual branches went out of sync"
-            return None
-        return skip + y
+        if not self._is_streaming:
+            return None if x is None else self(x)
+        out = self._add_aligned(_flush(self.shortcut, x), self.block.flush(x))
+        self._streaming_state.clear()
+        return out
 
 
 def _check_blocks(disable_norm_outer_blocks: int, n_blocks: int) -> None:

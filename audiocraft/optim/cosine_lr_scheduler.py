@@ -18,8 +18,9 @@ class CosineLRScheduler(_LRScheduler):
 
     def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int,
                  lr_min_ratio: float = 0.0, cycle_length: float = 1.0):
-        if warmup_steps < 0 or total_steps < 0:
-            raise ValueError("CosineLRScheduler needs non-negative total_steps and warmup_steps.")
+        if warmup_steps is None or total_steps is None or warmup_steps < 0 or total_steps < 0:
+            raise ValueError("CosineLRScheduler needs non-negative total_steps and warmup_steps "
+                             "(set schedule.cosine.warmup).")
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.lr_min_ratio = lr_min_ratio

@@ -149,7 +149,9 @@ class CompressionSolver(base.StandardSolver):
         feat_values = [loss for name, loss in metrics.items() if name.startswith('feat')]
         if feat_values:
             metrics['feat'] = torch.sum(torch.stack(feat_values))
-        return metrics
+        # Metrics are only logged: drop their graphs now rather than when the averager reads them.
+        return {name: value.detach() if isinstance(value, torch.Tensor) else value
+                for name, value in metrics.items()}
 
     def run_epoch(self):
         # Same adversary schedule for a given epoch on every run and worker.
@@ -253,13 +255,13 @@ class CompressionSolver(base.StandardSolver):
 
 
 def evaluate_audio_reconstruction(y_pred: torch.Tensor, y: torch.Tensor, cfg: omegaconf.DictConfig) -> dict:
-    """Reconstruction metrics of `y_pred` against `y` ([B, C, T]): SI-SNR (negated, lower is better).
-
-    ViSQOL (`evaluate.metrics.visqol`) needs an external binary and is not available.
+    """Reconstruction metrics of `y_pred` against `y` ([B, C, T]): SI-SNR (negated, lower is better),
+    and ViSQOL when `evaluate.metrics.visqol` (not available in this package: `get_visqol` says so).
     """
     metrics = {}
     if cfg.evaluate.metrics.get('visqol', False):
-        raise RuntimeError("ViSQOL is not available in this package; set evaluate.metrics.visqol=false.")
+        visqol = builders.get_visqol(cfg.metrics.visqol)
+        metrics['visqol'] = visqol(y_pred, y, cfg.sample_rate)
     sisnr = builders.get_loss('sisnr', cfg)
     metrics['sisnr'] = sisnr(y_pred, y)
     return metrics

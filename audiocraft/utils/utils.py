@@ -41,7 +41,8 @@ def multinomial(input: torch.Tensor, num_samples: int, replacement: bool = False
 
 def sample_top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
     """Sample one index per row among the `k` most probable ones. `probs` [..., C] is modified in place."""
-    top_k_value, _ = torch.topk(probs, k, dim=-1)
+    # k above the vocabulary (e.g. the default 250 on a tiny test model) means all tokens.
+    top_k_value, _ = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)
     min_value_top_k = top_k_value[..., [-1]]
     probs *= (probs >= min_value_top_k).float()
     probs.div_(probs.sum(dim=-1, keepdim=True))

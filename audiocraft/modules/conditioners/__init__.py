@@ -1,7 +1,7 @@
 """audiocraft.modules.conditioners: conditioning attributes, conditioners, provider, fuser and dropout."""
 # flake8: noqa
-from .base import (BaseConditioner, ConditionType, ConditioningAttributes, JointEmbedCondition,
-                   SegmentWithAttributes, TextConditioner, WavCondition, WaveformConditioner,
+from .base import (BaseConditioner, CFGConditions, ConditionTensors, ConditionType, ConditioningAttributes,
+                   JointEmbedCondition, SegmentWithAttributes, TextConditioner, WavCondition, WaveformConditioner,
                    nullify_condition, nullify_joint_embed, nullify_wav)
 from .text import (LUTConditioner, NoopTokenizer, T5Conditioner, Tokenizer, WhiteSpaceTokenizer,
                    hash_trick)

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 ConditionType = tp.Tuple[torch.Tensor, torch.Tensor]  # (embeddings [B, T, D], mask [B, T])
+ConditionTensors = tp.Dict[str, ConditionType]
+CFGConditions = tp.Union[ConditionTensors, tp.Tuple[ConditionTensors, ConditionTensors]]
 
 
 class WavCondition(tp.NamedTuple):

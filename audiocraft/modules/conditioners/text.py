@@ -184,8 +184,12 @@ class T5Conditioner(TextConditioner):
     @staticmethod
     def _load(name: str) -> tp.Tuple[tp.Any, nn.Module]:
         from transformers import T5EncoderModel, T5Tokenizer
+        from transformers.utils import logging as hf_logging
         previous = logging.root.manager.disable
+        bar_enabled = hf_logging.is_progress_bar_enabled()
+        # Loading chatter is noise for users of a conditioner; both switches are restored below.
         logging.disable(logging.ERROR)
+        hf_logging.disable_progress_bar()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -198,6 +202,8 @@ class T5Conditioner(TextConditioner):
                 "that holds it when running offline (HF_HUB_OFFLINE=1).") from exc
         finally:
             logging.disable(previous)
+            if bar_enabled:
+                hf_logging.enable_progress_bar()
         return tokenizer, t5
 
     def _apply_word_dropout(self, entries: tp.List[str]) -> tp.List[str]:

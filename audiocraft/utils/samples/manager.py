@@ -71,6 +71,9 @@ class SampleManager:
         self.reference_folder = self.base_folder / 'reference'
         self.map_reference_to_sample_id = map_reference_to_sample_id
         self.samples: tp.List[Sample] = []
+        # items added per epoch by this manager: unconditioned samples are named by this index,
+        # so that successive batches do not overwrite each other.
+        self._added_per_epoch: tp.Dict[int, int] = {}
         self._load_samples()
 
     @property
@@ -180,9 +183,11 @@ class SampleManager:
                     generation_args: tp.Optional[tp.Dict[str, tp.Any]] = None) -> tp.List[Sample]:
         """Store a batch of samples [B, C, T]; per-item conditioning, prompts and ground truths."""
         samples = []
+        offset = self._added_per_epoch.get(epoch, 0)
+        self._added_per_epoch[epoch] = offset + len(samples_wavs)
         for idx, wav in enumerate(samples_wavs):
             samples.append(self.add_sample(
-                wav, epoch, idx,
+                wav, epoch, offset + idx,
                 conditioning[idx] if conditioning else None,
                 prompt_wavs[idx] if prompt_wavs is not None else None,
                 ground_truth_wavs[idx] if ground_truth_wavs is not None else None,

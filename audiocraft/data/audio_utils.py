@@ -1,0 +1,188 @@
+"""Waveform utilities: channel and sample-rate conversion, normalisation, PCM conversion, lossy codecs."""
+import io
+import logging
+import sys
+import typing as tp
+
+import julius
+import torch
+import torchaudio
+
+logger = logging.getLogger(__name__)
+_AAC_PRIMING = 1024  # encoder delay of ffmpeg's AAC encoder, in samples
+
+
+def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor:
+    """Convert `wav` [..., C, T] to `channels` channels.
+
+    Mono to many duplicates the channel; many to mono averages; more to fewer keeps the
+    first channels. Fewer (but not one) to more is an error.
+    """
+    if wav.dim() < 2:
+        raise ValueError(f"Expected a wav of shape [..., C, T], got {tuple(wav.shape)}.")
+    *shape, src_channels, length = wav.shape
+    if src_channels == channels:
+        pass
+    elif channels == 1:
+        wav = wav.mean(dim=-2, keepdim=True)
+    elif src_channels == 1:
+        wav = wav.expand(*shape, channels, length)
+    elif src_channels >= channels:
+        wav = wav[..., :channels, :]
+    else:
+        raise ValueError(f"The audio has {src_channels} channels, fewer than the {channels} requested, "
+                         "and is not mono: cannot convert.")
+    return wav
+
+
+def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int) -> torch.Tensor:
+    """Resample `wav` [..., C, T] from `from_rate` to `to_rate` (julius, band-limited) and set its channels."""
+    if from_rate <= 0 or to_rate <= 0:
+        raise ValueError(f"Sample rates must be positive, got {from_rate} and {to_rate}.")
+    wav = julius.resample_frac(wav, int(from_rate), int(to_rate))
+    return convert_audio_channels(wav, to_channels)
+
+
+def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db: float = 14,
+                       loudness_compressor: bool = False, energy_floor: float = 2e-3) -> torch.Tensor:
+    """Scale `wav` [C, T] to -`loudness_headroom_db` LUFS (ITU-R BS.1770, via torchaudio).
+
+    Near-silent inputs (RMS below `energy_floor`) are returned unchanged. With
+    `loudness_compressor`, a tanh soft-clips the result.
+    """
+    energy = wav.pow(2).mean().sqrt().item()
+    if energy < energy_floor:
+        return wav
+    transform = torchaudio.transforms.Loudness(sample_rate)
+    # The BS.1770 gating block is 400 ms: measure shorter clips on a repetition of themselves.
+    min_length = int(0.4 * sample_rate) + 1
+    measured = wav if wav.shape[-1] >= min_length else \
+        wav.repeat(*([1] * (wav.dim() - 1)), -(-min_length // wav.shape[-1]))
+    input_loudness_db = transform(measured).item()
+    delta_loudness = -loudness_headroom_db - input_loudness_db
+    gain = 10.0 ** (delta_loudness / 20.0)
+    output = gain * wav
+    if loudness_compressor:
+        output = torch.tanh(output)
+    if not output.isfinite().all():
+        raise RuntimeError(f"Loudness normalisation produced non-finite values (input loudness "
+                           f"{input_loudness_db} dB, RMS {energy}).")
+    return output
+
+
+def _clip_wav(wav: torch.Tensor, log_clipping: bool = False, stem_name: tp.Optional[str] = None) -> torch.Tensor:
+    """Clamp to [-1, 1], optionally reporting how much clipped."""
+    max_scale = wav.abs().max()
+    if log_clipping and max_scale > 1:
+        clamp_prob = (wav.abs() > 1).float().mean().item()
+        print(f"CLIPPING {stem_name or ''} happening with proba (a bit of clipping is okay):",
+              clamp_prob, "maximum scale: ", max_scale.item(), file=sys.stderr)
+    return wav.clamp(-1, 1)
+
+
+def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = 'peak',
+                    peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18,
+                    loudness_headroom_db: float = 14, loudness_compressor: bool = False,
+                    log_clipping: bool = False, sample_rate: tp.Optional[int] = None,
+                    stem_name: tp.Optional[str] = None) -> torch.Tensor:
+    """Normalise `wav` [C, T] with one strategy.
+
+    'peak': peak at -`peak_clip_headroom_db` dB (only attenuates unless `normalize`);
+    'clip': clamp at that level; 'rms': RMS of the mono mix at -`rms_headroom_db` dB, then
+    clip; 'loudness': -`loudness_headroom_db` LUFS, then clip (needs `sample_rate`);
+    'none' / '': unchanged (values must be within [-1, 1]).
+    """
+    scale_peak = 10 ** (-peak_clip_headroom_db / 20)
+    scale_rms = 10 ** (-rms_headroom_db / 20)
+    if strategy == 'peak':
+        peak = wav.abs().max()
+        if peak > 0:
+            rescaling = scale_peak / peak
+            if normalize or rescaling < 1:
+                wav = wav * rescaling
+    elif strategy == 'clip':
+        wav = wav.clamp(-scale_peak, scale_peak)
+    elif strategy == 'rms':
+        mono = wav.mean(dim=0)
+        rms = mono.pow(2).mean().sqrt()
+        if rms > 0:
+            rescaling = scale_rms / rms
+            if normalize or rescaling < 1:
+                wav = wav * rescaling
+        wav = _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+    elif strategy == 'loudness':
+        if sample_rate is None:
+            raise ValueError("Loudness normalisation needs the sample rate.")
+        wav = normalize_loudness(wav, sample_rate, loudness_headroom_db, loudness_compressor)
+        wav = _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+    elif strategy in ('', 'none', None):
+        if wav.abs().max() > 1:
+            raise ValueError("With strategy 'none' the wav must already be within [-1, 1]; "
+                             "pick 'peak', 'clip', 'rms' or 'loudness'.")
+    else:
+        raise ValueError(f"Unknown normalisation strategy '{strategy}': use peak, clip, rms, loudness or none.")
+    return wav
+
+
+def f32_pcm(wav: torch.Tensor) -> torch.Tensor:
+    """Float waveform in [-1, 1] from float, int16 or int32 PCM."""
+    if wav.dtype.is_floating_point:
+        return wav
+    if wav.dtype == torch.int16:
+        return wav.float() / 2 ** 15
+    if wav.dtype == torch.int32:
+        return wav.float() / 2 ** 31
+    raise ValueError(f"Unsupported wav dtype: {wav.dtype}")
+
+
+def i16_pcm(wav: torch.Tensor) -> torch.Tensor:
+    """int16 PCM from a float waveform in [-1, 1] (or int16, returned as is)."""
+    if wav.dtype.is_floating_point:
+        if wav.abs().max() > 1:
+            raise ValueError("Float wav must be within [-1, 1] to convert to int16; normalise it first.")
+        candidate = (wav * 2 ** 15).round()
+        if candidate.max() >= 2 ** 15:  # +1.0 does not fit: use the symmetric scale instead
+            candidate = (wav * (2 ** 15 - 1)).round()
+        return candidate.short()
+    if wav.dtype != torch.int16:
+        raise ValueError(f"Unsupported wav dtype for int16 conversion: {wav.dtype}")
+    return wav
+
+
+def compress(wav: torch.Tensor, sr: int, target_format: str = 'mp3',
+             bitrate: str = '128k') -> tp.Tuple[torch.Tensor, int]:
+    """Encode `wav` [C, T] (or [B, C, T]) with a lossy codec in memory and decode it back.
+
+    Useful to simulate codec artefacts (augmentation, robustness metrics). Returns the
+    decoded waveform, trimmed or padded to the input length, and its sample rate.
+    """
+    from .audio import _decode_av, _encode_av
+    if target_format not in ('mp3', 'flac', 'aac', 'wav'):
+        raise ValueError(f"Unsupported target format '{target_format}': use mp3, aac, flac or wav.")
+    batched = wav.dim() == 3
+    items = wav if batched else wav[None]
+    out = []
+    for item in items:
+        buffer = io.BytesIO()
+        _encode_av(buffer, item.detach().cpu().float(), sr, target_format, bitrate=bitrate)
+        buffer.seek(0)
+        decoded, out_sr = _decode_av(buffer, name=f'<{target_format} buffer>')
+        decoded = convert_audio(decoded, out_sr, sr, item.shape[0]) if out_sr != sr else decoded
+        length = item.shape[-1]
+        if target_format == 'aac' and decoded.shape[-1] >= length + _AAC_PRIMING:
+            # The decoder kept the encoder's priming samples: drop them to stay time-aligned.
+            decoded = decoded[..., _AAC_PRIMING:]
+        decoded = torch.nn.functional.pad(decoded[..., :length], (0, max(0, length - decoded.shape[-1])))
+        out.append(decoded.to(wav.device))
+    result = torch.stack(out)
+    return (result if batched else result[0]), sr
+
+
+def get_mp3(wav_tensor: torch.Tensor, sr: int, bitrate: str = "128k") -> torch.Tensor:
+    """`wav_tensor` [B, C, T] after an MP3 round trip at `bitrate`."""
+    return compress(wav_tensor, sr, 'mp3', bitrate)[0]
+
+
+def get_aac(wav_tensor: torch.Tensor, sr: int, bitrate: str = "128k") -> torch.Tensor:
+    """`wav_tensor` [B, C, T] after an AAC round trip at `bitrate`."""
+    return compress(wav_tensor, sr, 'aac', bitrate)[0]

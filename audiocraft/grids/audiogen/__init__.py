@@ -1,0 +1,1 @@
+"""AudioGen grids."""

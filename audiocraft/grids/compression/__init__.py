@@ -1,0 +1,1 @@
+"""EnCodec compression model grids."""

@@ -1,0 +1,1 @@
+"""MAGNeT grids."""
