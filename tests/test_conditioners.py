@@ -4,7 +4,6 @@ The golden tests rebuild the condition provider of the reference checkpoints fro
 `xp.cfg` alone (no LM) and must reproduce the condition tensors AudioCraft computed.
 """
 from pathlib import Path
-import random
 
 from omegaconf import OmegaConf
 import pytest
@@ -13,8 +12,9 @@ import torch
 from audiocraft.models.builders import get_condition_fuser, get_conditioner_provider
 from audiocraft.modules.conditioners import (
     AttributeDropout, ChromaStemConditioner, ClassifierFreeGuidanceDropout, ConditionFuser,
-    ConditioningAttributes, ConditioningProvider, LUTConditioner, NoopTokenizer, T5Conditioner,
-    WavCondition, WhiteSpaceTokenizer, dropout_condition, nullify_condition, nullify_wav)
+    ConditioningAttributes, ConditioningProvider, JointEmbedCondition, JointEmbeddingConditioner,
+    LUTConditioner, NoopTokenizer, T5Conditioner, WavCondition, WhiteSpaceTokenizer, dropout_condition,
+    nullify_condition, nullify_wav)
 from audiocraft.modules.embeddings import create_sin_embedding
 
 CONFIGS = Path(__file__).parent.parent / "config" / "conditioner"
@@ -90,24 +90,70 @@ def test_golden_melody_conditions(melody_case):
     assert fuser.fuse2cond['prepend'] == ['self_wav', 'description']
 
 
-def test_melody_chroma_from_demucs_stems(melody_case):
+class _StubDemucs(torch.nn.Module):
+    """Stands in for htdemucs (whose CPU cost is ~10 s a call): each stem is a scaled copy of the mix."""
+    sources = ['drums', 'bass', 'other', 'vocals']
+    samplerate = 44100
+    audio_channels = 2
+    segment = 1.
+
+    def forward(self, mix):
+        gains = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, 4, 1, 1)
+        return mix[:, None] * gains
+
+
+def test_melody_chroma_from_stems(melody_case):
     provider, _, io = melody_case
     conditioner = provider.conditioners['self_wav']
-    conditioner.match_len_on_eval = False
-    melody = io['chroma.melody'][:1]  # [1, 1, 32000]: one second
-    random.seed(0)  # demucs applies a random time shift
-    cond = WavCondition(melody, torch.tensor([melody.shape[-1]]), [32000], [None])
+    real = conditioner.demucs
+    conditioner.__dict__['demucs'] = _StubDemucs()
+    try:
+        conditioner.match_len_on_eval = False
+        melody = io['chroma.melody'][:1]  # [1, 1, 32000]: one second
+        # Real demucs.apply.apply_model runs (random shift, splitting) on the stub.
+        stems = conditioner._get_stemmed_wav(melody, 32000)
+        assert stems.shape == melody.shape
+        # vocals (0.4) + other (0.3), resampled to 44.1 kHz stereo and back to 32 kHz mono.
+        from demucs.audio import convert_audio
+        expected = 0.7 * convert_audio(convert_audio(melody, 32000, 44100, 2), 44100, 32000, 1)
+        assert torch.allclose(stems, expected, atol=1e-5)
+        cond = WavCondition(melody, torch.tensor([melody.shape[-1]]), [32000], [None])
+        with torch.no_grad():
+            chroma = conditioner._get_wav_embedding(conditioner.tokenize(cond))
+        assert chroma.shape == (1, 32000 // 4096 + 1, 12)
+        assert (chroma.sum(-1) == 1).all()  # argmax: one-hot frames
+        # The melody is a C4-E4-G4-C5 arpeggio (a quarter second each): pitch classes C, E, G, C.
+        assert chroma.argmax(-1).tolist() == [[0, 0, 4, 4, 7, 7, 0, 0]]
+        assert torch.equal(chroma, conditioner.chroma(stems))
+        conditioner.match_len_on_eval = True
+        with torch.no_grad():
+            emb, mask = conditioner(conditioner.tokenize(cond))
+        assert emb.shape == (1, 235, 64) and mask.shape == (1, 235) and bool(mask.all())
+        # Tiling repeats the 8 frames of chroma.
+        assert torch.equal(emb[:, 8:16], emb[:, :8])
+    finally:
+        conditioner.__dict__['demucs'] = real
+
+
+def test_chroma_cache_reads_chunks_of_whole_file_chroma(tmp_path, melody_case):
+    from audiocraft.data.audio import audio_write
+    io = melody_case[2]
+    conditioner = ChromaStemConditioner(8, 32000, 12, 14, duration=0.5, match_len_on_eval=False,
+                                        cache_path=tmp_path / "cache", argmax=True)
+    conditioner.__dict__['demucs'] = _StubDemucs()
+    path = audio_write(tmp_path / "melody", io['chroma.melody'][0], 32000, strategy='clip')
+    full = conditioner._get_full_chroma_for_cache(path, None, 0)
+    assert full.shape == (8, 12)
+    segment = io['chroma.melody'][:1, :, 16000:]  # the second half, as a dataset would cut it
+    cond = WavCondition(segment, torch.tensor([16000]), [32000], [str(path)], [0.5])
+    conditioner.tokenize(cond)  # fills the cache
+    assert any((tmp_path / "cache").rglob("*"))
     with torch.no_grad():
-        chroma = conditioner._get_wav_embedding(conditioner.tokenize(cond))
-    assert chroma.shape == (1, 32000 // 4096 + 1, 12)
-    assert (chroma.sum(-1) == 1).all()  # argmax: one-hot frames
-    # A steady tone keeps one pitch class; silence (the null condition) would give class 0.
-    classes = chroma.argmax(-1).unique()
-    assert classes.tolist() == [5]
-    conditioner.match_len_on_eval = True
-    with torch.no_grad():
-        emb, mask = conditioner(conditioner.tokenize(cond))
-    assert emb.shape == (1, 235, 64) and mask.shape == (1, 235) and bool(mask.all())
+        chroma = conditioner._get_wav_embedding(cond)
+    # 0.5 s at 32000 / 4096 frames per second: 3 frames, read from frame 3 of the whole-file chroma.
+    assert torch.equal(chroma, full[3:6][None])
+    with pytest.raises(ValueError, match="seek_time"):
+        conditioner._extract_chroma_chunk(full, cond._replace(seek_time=[None]), 0)
 
 
 def test_chroma_null_wav_without_match_len_is_masked(melody_case):
@@ -198,6 +244,37 @@ def test_provider_collates_text_and_wavs(melody_case):
     assert wavs.wav[1].abs().sum() == 0 and (wavs.wav[0] == 1).all()
 
 
+class _TextLengthEmbedder(JointEmbeddingConditioner):
+    """A joint conditioner whose embedding is the text length: enough to test the plumbing."""
+
+    def _get_embed(self, x):
+        lengths = torch.tensor([[float(len(t or ''))] * self.dim for t in x.text])
+        return lengths, torch.LongTensor([i for i, t in enumerate(x.text) if not t])
+
+
+def test_joint_embedding_conditioner_in_provider():
+    torch.manual_seed(0)
+    joint = _TextLengthEmbedder(dim=3, output_dim=5, device='cpu', attribute='description', quantize=False)
+    provider = ConditioningProvider({'description': joint})
+    assert provider.joint_embed_conditions == ['description'] and provider.has_joint_embed_conditions
+
+    def attr(text, samples):
+        return ConditioningAttributes(joint_embed={'description': JointEmbedCondition(
+            torch.ones(1, 2, samples), [text], torch.tensor([samples]), [48000], [None], [0.])})
+
+    tokenized = provider.tokenize([attr('abc', 4), attr(None, 6)])
+    batch = tokenized['description']
+    assert batch.wav.shape == (2, 1, 6) and batch.text == ['abc', None] and batch.length.tolist() == [4, 6]
+    emb, mask = provider(tokenized)['description']
+    assert emb.shape == (2, 1, 5) and mask.tolist() == [[1.], [0.]]
+    assert torch.allclose(emb[0, 0], joint.output_proj(torch.full((3,), 3.)))
+    assert emb[1].abs().sum() == 0
+    null = ClassifierFreeGuidanceDropout(p=1.0)([attr('abc', 4)])[0]
+    assert null.joint_embed['description'].text == ['abc']  # CFG dropout leaves joint embeddings alone
+    dropped = dropout_condition(attr('abc', 4), 'joint_embed', 'description').joint_embed['description']
+    assert dropped.text == [None] and dropped.wav.shape == (1, 2, 1)
+
+
 def test_provider_errors(melody_case):
     provider = melody_case[0]
     with pytest.raises(ValueError, match="self_wav"):
@@ -262,8 +339,10 @@ def test_dropout_uses_own_generator():
         decisions.append([dropout(_melody_attrs())[0].text['description'] is None for _ in range(20)])
     assert decisions[0] == decisions[1]
     assert any(decisions[0]) and not all(decisions[0])
+    samples = _melody_attrs()
     state = torch.get_rng_state()
-    ClassifierFreeGuidanceDropout(p=0.5)(_melody_attrs())
+    ClassifierFreeGuidanceDropout(p=0.5).train()(samples)
+    AttributeDropout({'text': {'genre': 0.5}})(samples)
     assert torch.equal(state, torch.get_rng_state())
 
 
@@ -308,9 +387,9 @@ def test_fuser_cross_pos_emb_and_streaming():
     _, cross = fuser(torch.zeros(1, 2, 4), {'c': (cond, None)})
     expected = 0.5 * create_sin_embedding(torch.arange(3).view(1, -1, 1), 4)
     assert torch.allclose(cross, expected)
-    assert torch.allclose(expected[0, 1], 0.5 * torch.tensor([1., 1., 0., 1e-4]).cos() *
-                          torch.tensor([1., 1., 0., 0.]) + 0.5 * torch.tensor([0., 0., 1., 1e-4]).sin() *
-                          torch.tensor([0., 0., 1., 1.]), atol=1e-6)
+    # dim 4: periods 1 and 10000; cosines then sines.
+    phase = torch.tensor([1., 1e-4])
+    assert torch.allclose(expected[0, 1], 0.5 * torch.cat([phase.cos(), phase.sin()]), atol=1e-6)
     prepend = {'p': (torch.ones(1, 2, 4), None)}
     with fuser.streaming():
         first, _ = fuser(torch.zeros(1, 1, 4), prepend)

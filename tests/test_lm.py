@@ -13,6 +13,15 @@ from audiocraft.modules.conditioners import (ConditionFuser, ConditioningAttribu
 from audiocraft.utils import utils
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # Tiny models: one thread avoids OpenMP synchronisation costs on a shared, busy CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _unconditional_lm(**kwargs) -> LMModel:
     torch.manual_seed(0)
     fuser = ConditionFuser({'cross': [], 'prepend': [], 'sum': [], 'input_interpolate': []})
@@ -152,8 +161,8 @@ def _tiny_cfg(**overrides) -> omegaconf.DictConfig:
     cfg = omegaconf.OmegaConf.create({
         'device': 'cpu', 'dtype': 'float32', 'lm_model': 'transformer_lm',
         'dataset': {'segment_duration': 4},
-        'codebooks_pattern': {'modeling': 'delay', 'delay': {'delays': [0, 1], 'flatten_first': 0,
-                                                              'empty_initial': 0}},
+        'codebooks_pattern': {'modeling': 'delay',
+                              'delay': {'delays': [0, 1], 'flatten_first': 0, 'empty_initial': 0}},
         'transformer_lm': {'dim': 16, 'num_heads': 2, 'num_layers': 2, 'hidden_scale': 4, 'n_q': 2,
                            'card': 10, 'dropout': 0.0, 'activation': 'gelu', 'norm_first': True,
                            'bias_ff': False, 'bias_attn': False, 'bias_proj': False, 'causal': True,

@@ -169,6 +169,8 @@ def test_lm_generate_errors(model):
         lm.generate(torch.zeros(1, 4, 10, dtype=torch.long), [], max_gen_len=10)
     with pytest.raises(ValueError, match='Inconsistent'):
         lm.generate(torch.zeros(2, 4, 3, dtype=torch.long), [], num_samples=1, max_gen_len=10)
+    with pytest.raises(ValueError, match='Prompt must be codes'):
+        lm.generate(torch.zeros(1, 3, 3, dtype=torch.long), [], max_gen_len=10)
     with pytest.raises(TypeError):
         lm.generate(None, [], num_samples=1, max_gen_len=10, not_an_argument=1)
     lm.train()
@@ -194,6 +196,9 @@ def test_get_pretrained_errors(tmp_path, cases_dir):
         MAGNeT.get_pretrained(str(tmp_path / 'missing_folder'), device='cpu')
     with pytest.raises(ValueError):
         MAGNeT.get_pretrained('', device='cpu')
+    # A released name with the hub offline and nothing cached: a clear error naming the model.
+    with pytest.raises(FileNotFoundError, match='facebook/magnet-small-10secs'):
+        MAGNeT.get_pretrained('facebook/magnet-small-10secs', device='cpu')
     # A MusicGen checkpoint is not a MAGNeT one.
     with pytest.raises(ValueError, match='not a MAGNeT model'):
         load_lm_model_magnet(str(cases_dir / 'musicgen_text_tiny'), compression_model_frame_rate=50)

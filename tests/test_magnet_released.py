@@ -9,6 +9,8 @@ from hydra import compose, initialize_config_dir
 from audiocraft.models import MAGNeT, MagnetLMModel, MusicGen, builders
 
 CONFIG_DIR = Path(__file__).parents[1] / 'config'
+# AudioCraft's config semantics are Hydra's version_base 1.1, about which Hydra warns.
+pytestmark = pytest.mark.filterwarnings("ignore:(?s).*version_base")
 
 # name -> (solver config, model scale, segment duration)
 RELEASED = {

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from audiocraft.models import CompressionModel, builders, loaders
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / 'config')
-pytestmark = pytest.mark.filterwarnings("ignore:.*version_base.*")
+pytestmark = pytest.mark.filterwarnings("ignore:(?s).*version_base")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ class AudioGen(BaseGenModel):
     def __init__(self, name: str, compression_model: CompressionModel, lm: LMModel,
                  max_duration: tp.Optional[float] = None):
         super().__init__(name, compression_model, lm, max_duration)
-        self.set_generation_params(duration=5, extend_stride=min(2, self.max_duration / 2))
+        self.set_generation_params(duration=5, extend_stride=2 if self.max_duration > 2 else self.max_duration / 2)
 
     @staticmethod
     def get_pretrained(name: str = 'facebook/audiogen-medium', device: tp.Optional[tp.Union[str, torch.device]] = None

@@ -10,6 +10,12 @@ import torch
 
 from ..utils.utils import dict_from_config
 
+if tp.TYPE_CHECKING:  # names used in annotations only; importing them here would be circular
+    from ..modules.codebooks_patterns import CodebooksPatternProvider
+    from ..modules.conditioners import ConditionFuser, ConditioningProvider
+    from ..quantization import BaseQuantizer
+    from .encodec import CompressionModel
+
 # ---- compression (EnCodec, quantizers, codebook patterns) ----
 
 
@@ -28,7 +34,8 @@ def get_quantizer(quantizer: str, cfg: omegaconf.DictConfig, dimension: int) -> 
     return klass[quantizer](**kwargs)
 
 
-def get_encodec_autoencoder(encoder_name: str, cfg: omegaconf.DictConfig) -> tp.Tuple['nn.Module', 'nn.Module']:
+def get_encodec_autoencoder(encoder_name: str,
+                            cfg: omegaconf.DictConfig) -> tp.Tuple[torch.nn.Module, torch.nn.Module]:
     """(encoder, decoder) from the `seanet` section; `seanet.encoder` / `seanet.decoder` override per side."""
     from ..modules.seanet import SEANetDecoder, SEANetEncoder
     if encoder_name != 'seanet':

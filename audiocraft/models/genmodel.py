@@ -124,7 +124,9 @@ class BaseGenModel(ABC):
             raise ValueError(f"duration must be positive, got {duration}.")
         if extend_stride is not None and extend_stride <= 0:
             raise ValueError(f"extend_stride must be positive, got {extend_stride}.")
-        if extend_stride is not None and extend_stride >= self.max_duration:
+        # The stride only matters past max_duration; checking it otherwise would reject the
+        # default stride of models trained on short segments.
+        if extend_stride is not None and duration > self.max_duration and extend_stride >= self.max_duration:
             raise ValueError(f"Cannot stride by more than max generation duration: extend_stride "
                              f"({extend_stride}) must be smaller than max_duration ({self.max_duration}).")
 

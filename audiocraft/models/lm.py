@@ -309,6 +309,9 @@ class LMModel(StreamingModule):
             sizes['prompt batch'] = prompt.shape[0]
         if conditions:
             sizes['len(conditions)'] = len(conditions)
+        elif any(getattr(layer, 'cross_attention', None) is not None for layer in self.transformer.layers):
+            raise ValueError("This model uses cross-attention conditioning: pass one ConditioningAttributes per "
+                             "sample (e.g. ConditioningAttributes(text={'description': None}) for no text).")
         if len(set(sizes.values())) > 1:
             raise ValueError(f"Inconsistent batch sizes: {sizes}.")
         batch = next(iter(sizes.values())) if sizes else 1

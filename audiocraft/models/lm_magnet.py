@@ -64,10 +64,15 @@ class MagnetLMModel(LMModel):
         positions = torch.arange(seq_len, device=device)
         return (positions[:, None] - positions[None, :]).abs() <= self.subcodes_context
 
-    def _stage_attn_mask(self, stage: int, seq_len: int,
-                         device: tp.Optional[torch.device] = None) -> tp.Optional[torch.Tensor]:
+    def _stage_attn_mask(self, stage: int, seq_len: int, num_heads: tp.Optional[int] = None,
+                         device: tp.Optional[torch.device] = None,
+                         dtype: tp.Optional[torch.dtype] = None) -> tp.Optional[torch.Tensor]:
         """Boolean self-attention mask of a stage ([seq_len, seq_len], True = may attend), None if
-        the stage attends everywhere (the first codebook, or subcodes_context < 0)."""
+        the stage attends everywhere (the first codebook, or subcodes_context < 0).
+
+        `num_heads` and `dtype` are accepted for AudioCraft's signature: SDPA broadcasts a boolean
+        mask over batch and heads, so no per-head copy or alignment padding is built.
+        """
         if stage <= 0 or self.subcodes_context < 0:
             return None
         return self._band(seq_len, device)
@@ -82,7 +87,7 @@ class MagnetLMModel(LMModel):
         seq_len = int(compression_model_framerate * segment_duration)
         self.num_heads = num_heads
         self.attn_mask_per_stage: tp.List[tp.Optional[torch.Tensor]] = [
-            self._stage_attn_mask(stage, seq_len) for stage in range(self.n_q)]
+            self._stage_attn_mask(stage, seq_len, num_heads) for stage in range(self.n_q)]
 
     def get_stage_attn_mask(self, stage: int, seq_len: int, device: torch.device,
                             dtype: torch.dtype) -> tp.Optional[torch.Tensor]:
@@ -93,7 +98,7 @@ class MagnetLMModel(LMModel):
         """
         if stage < 0 or stage >= self.n_q:
             return None
-        return self._stage_attn_mask(stage, seq_len, device)
+        return self._stage_attn_mask(stage, seq_len, device=device)
 
     # ---- span masking ----
 
@@ -209,6 +214,8 @@ class MagnetLMModel(LMModel):
             batch = len(conditions)
         else:
             batch = 1
+        if prompt is not None and (prompt.dim() != 3 or prompt.shape[1] != self.num_codebooks):
+            raise ValueError(f"Prompt must be codes [B, {self.num_codebooks}, T], got {tuple(prompt.shape)}.")
         if prompt is not None and prompt.shape[0] != batch:
             raise ValueError(f"Inconsistent batch: prompt has {prompt.shape[0]} items, expected {batch}.")
         if conditions and len(conditions) != batch:
@@ -328,15 +335,17 @@ class MagnetLMModel(LMModel):
                 else:
                     stage_gen_seq = stage_gen_seq.scatter(2, masked, mask_id)
 
-            if prompt is not None:
-                stage_gen_seq[..., :prompt_length] = prompt[:, stage, :prompt_length].unsqueeze(1)
+            if prompt is not None and prompt_length > 0:
+                kept = min(prompt_length, T)  # the prompt may reach into the dropped tail
+                stage_gen_seq[..., :kept] = prompt[:, stage, :kept].unsqueeze(1)
 
             gen_sequence[:, [stage], :] = stage_gen_seq
             if condition_tensors:
                 sequence = torch.cat([gen_sequence, gen_sequence], dim=0)
             else:
                 sequence = gen_sequence
-            all_logits = self(sequence, [], condition_tensors or {}, stage=stage)
+            model = self if self._fsdp is None else self._fsdp
+            all_logits = model(sequence, [], condition_tensors or {}, stage=stage)
 
             if condition_tensors:
                 # Classifier free guidance, annealed with the masking rate.

@@ -45,8 +45,8 @@ class MAGNeT(BaseGenModel):
         self.set_generation_params()
 
     @staticmethod
-    def get_pretrained(name: str = 'facebook/magnet-small-10secs', device: tp.Optional[tp.Union[str, torch.device]] = None
-                       ) -> 'MAGNeT':
+    def get_pretrained(name: str = 'facebook/magnet-small-10secs',
+                       device: tp.Optional[tp.Union[str, torch.device]] = None) -> 'MAGNeT':
         """Return a pretrained model: a hub id, a folder holding `state_dict.bin` and
         `compression_state_dict.bin`, or a file. The released models are:
 

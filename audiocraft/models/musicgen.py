@@ -46,7 +46,7 @@ class MusicGen(BaseGenModel):
                  max_duration: tp.Optional[float] = None):
         super().__init__(name, compression_model, lm, max_duration)
         # AudioCraft's defaults, with a stride that stays valid for models trained on short segments.
-        self.set_generation_params(duration=15, extend_stride=min(18, self.max_duration / 2))
+        self.set_generation_params(duration=15, extend_stride=18 if self.max_duration > 18 else self.max_duration / 2)
 
     @staticmethod
     def get_pretrained(name: str = 'facebook/musicgen-melody', device: tp.Optional[tp.Union[str, torch.device]] = None

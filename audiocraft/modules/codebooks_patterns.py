@@ -19,6 +19,7 @@ import torch
 
 LayoutCoord = namedtuple('LayoutCoord', ['t', 'q'])  # (timestep, codebook index)
 PatternLayout = tp.List[tp.List[LayoutCoord]]  # Sequence of coordinates
+_MAX_CACHED_INDEXES = 64  # per pattern: (index, mask) pairs kept for reuse
 
 
 @dataclass
@@ -118,6 +119,8 @@ class Pattern:
                 build: tp.Callable[[], tp.Tuple[np.ndarray, np.ndarray]]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         full_key = key + (str(device),)
         if full_key not in self._cache:
+            while len(self._cache) >= _MAX_CACHED_INDEXES:  # bounded, oldest entries go first
+                self._cache.pop(next(iter(self._cache)))
             cpu_key = key + ('cpu',)
             if cpu_key not in self._cache:
                 indexes, mask = build()

@@ -136,6 +136,7 @@ class MagnetSolver(MusicGenSolver):
         if self.is_training:
             self._optimize(loss, metrics)
         self.ce_per_codebook[stage] = ce.detach()
+        ce = ce.detach()
         metrics['ce'] = ce
         metrics['ppl'] = torch.exp(ce)
         for k, ce_q in enumerate(self.ce_per_codebook):

@@ -334,6 +334,7 @@ class MusicGenSolver(base.StandardSolver):
             torch.cuda.set_sync_debug_mode('default')
         if self.is_training:
             self._optimize(loss, metrics)
+        ce = ce.detach()
         metrics['ce'] = ce
         metrics['ppl'] = torch.exp(ce)
         for k, ce_q in enumerate(ce_per_codebook):
