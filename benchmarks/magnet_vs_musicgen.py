@@ -61,20 +61,22 @@ def build(magnet: bool, args: argparse.Namespace, compression_model: torch.nn.Mo
                  max_duration=args.duration)
 
 
-def time_generate(model: tp.Any, batch: int, repeats: int) -> tp.Tuple[float, torch.Tensor]:
+def time_generate(model: tp.Any, batch: int, repeats: int) -> tp.Tuple[float, float, torch.Tensor]:
+    """Median wall-clock and CPU (process) seconds of `generate`, and the last tokens."""
     descriptions = [f'random description {i}' for i in range(batch)]
     model.generate(descriptions[:1])  # warm-up
-    timings = []
+    walls, cpus = [], []
     tokens = torch.empty(0)
     for _ in range(repeats):
         if model.device.type == 'cuda':
             torch.cuda.synchronize()
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), time.process_time()
         _, tokens = model.generate(descriptions, return_tokens=True)
         if model.device.type == 'cuda':
             torch.cuda.synchronize()
-        timings.append(time.perf_counter() - begin)
-    return statistics.median(timings), tokens
+        walls.append(time.perf_counter() - begin)
+        cpus.append(time.process_time() - begin_cpu)
+    return statistics.median(walls), statistics.median(cpus), tokens
 
 
 def main() -> None:
@@ -87,7 +89,8 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=1)
     parser.add_argument('--decoding-steps', type=int, nargs=4, default=[20, 10, 10, 10])
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='CPU threads (more threads on a shared machine mostly adds noise)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -105,16 +108,17 @@ def main() -> None:
     params = sum(p.numel() for p in magnet.lm.parameters())
     assert params == sum(p.numel() for p in musicgen.lm.parameters())
 
-    t_musicgen, tok_musicgen = time_generate(musicgen, args.batch, args.repeats)
-    t_magnet, tok_magnet = time_generate(magnet, args.batch, args.repeats)
+    t_musicgen, cpu_musicgen, tok_musicgen = time_generate(musicgen, args.batch, args.repeats)
+    t_magnet, cpu_magnet, tok_magnet = time_generate(magnet, args.batch, args.repeats)
     frames = int(args.duration * args.frame_rate)
     print(f"LM: dim {args.dim}, {args.layers} layers, {args.heads} heads, {params / 1e6:.1f}M params; "
           f"{args.duration}s = {frames} frames x {args.n_q} codebooks, batch {args.batch}, {args.device}")
-    print(f"MusicGen: {t_musicgen:.3f}s ({frames + args.n_q - 1} autoregressive steps) -> tokens "
-          f"{tuple(tok_musicgen.shape)}")
-    print(f"MAGNeT:   {t_magnet:.3f}s ({sum(args.decoding_steps)} decoding steps) -> tokens "
-          f"{tuple(tok_magnet.shape)}")
-    print(f"MusicGen / MAGNeT latency ratio: {t_musicgen / t_magnet:.2f}x")
+    print(f"MusicGen: {t_musicgen:.3f}s wall, {cpu_musicgen:.3f}s CPU ({frames + args.n_q - 1} autoregressive "
+          f"steps) -> tokens {tuple(tok_musicgen.shape)}")
+    print(f"MAGNeT:   {t_magnet:.3f}s wall, {cpu_magnet:.3f}s CPU ({sum(args.decoding_steps)} decoding steps) "
+          f"-> tokens {tuple(tok_magnet.shape)}")
+    print(f"MusicGen / MAGNeT latency ratio: {t_musicgen / t_magnet:.2f}x wall, "
+          f"{cpu_musicgen / cpu_magnet:.2f}x CPU time")
 
 
 if __name__ == '__main__':

@@ -214,6 +214,11 @@ def test_lut_conditioner_and_tokenizers():
     assert tokens.shape == (2, 4) and (tokens[1] == 0).all()
     with pytest.raises(ValueError, match="tokenizer"):
         LUTConditioner(n_bins=4, dim=2, output_dim=2, tokenizer='bpe')
+    try:
+        import spacy  # noqa: F401
+    except ImportError:  # lemmas and stop words need spaCy: say so clearly
+        with pytest.raises(RuntimeError, match="spaCy"):
+            LUTConditioner(n_bins=4, dim=2, output_dim=2, tokenizer='whitespace')
 
 
 def _lut_provider() -> ConditioningProvider:

@@ -120,7 +120,9 @@ class ChromaStemConditioner(WaveformConditioner):
         """Sum of the melodic stems of `wav` [B, C, T], back at `self.sample_rate`, mono."""
         from demucs.apply import apply_model
         from demucs.audio import convert_audio
-        device = torch.device(self.device)
+        # demucs is outside the module tree, so `.to()` on a parent does not move it: use its own device.
+        param = next(self.demucs.parameters(), None)
+        device = param.device if param is not None else torch.device(self.device)
         with torch.autocast(device_type=device.type, enabled=False):
             wav = convert_audio(wav, sample_rate, self.demucs.samplerate, self.demucs.audio_channels)
             stems = apply_model(self.demucs, wav.float(), device=device)
@@ -130,9 +132,9 @@ class ChromaStemConditioner(WaveformConditioner):
 
     @torch.no_grad()
     def _extract_chroma(self, wav: torch.Tensor) -> torch.Tensor:
-        device = torch.device(self.device)
+        device = self.chroma.spec.window.device
         with torch.autocast(device_type=device.type, enabled=False):
-            return self.chroma(wav.float())
+            return self.chroma(wav.to(device=device, dtype=torch.float32))
 
     @torch.no_grad()
     def _compute_wav_embedding(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
