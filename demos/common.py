@@ -8,6 +8,7 @@ import threading
 import typing as tp
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -97,6 +98,45 @@ class OutputFolder:
             stem = self.path / f'sample_{self._count:04d}'
         return Path(audio_write(stem, wav.detach().cpu().float(), sample_rate, strategy='loudness',
                                 loudness_compressor=True))
+
+
+def load_pretrained(cls: tp.Any, name: str, device: str) -> tp.Any:
+    """`cls.get_pretrained(name)`, reporting failures in the page instead of as a traceback."""
+    try:
+        return cls.get_pretrained(name, device=device)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise gr.Error(f"Could not load model '{name}': {exc}. Pass a local folder holding state_dict.bin "
+                       "and compression_state_dict.bin with --model-path, or check the hub connection.")
+
+
+class DemoApp:
+    """One demo instance: its own model holder, output folder and model list.
+
+    Args:
+        model_class: MusicGen, MAGNeT...: its `get_pretrained` loads the chosen model.
+        released: names offered in the model list.
+        model_path: a local model offered first, if given.
+        device: where models run (default: cuda when available).
+    """
+
+    def __init__(self, model_class: tp.Any, released: tp.Sequence[str], model_path: tp.Optional[str] = None,
+                 device: tp.Optional[str] = None):
+        self.models = ModelHolder(lambda name, dev: load_pretrained(model_class, name, dev), pick_device(device))
+        self.outputs = OutputFolder(f'{model_class.__name__.lower()}_demo_')
+        self.choices = ([model_path] if model_path else []) + [m for m in released if m != model_path]
+
+    def generate(self, model: tp.Any, seed: tp.Optional[float], progress: tp.Any,
+                 call: tp.Callable[[], torch.Tensor]) -> tp.Tuple[str, Image.Image]:
+        """Run `call` (a generate method of `model`) with the page's progress bar and seed;
+        returns the written WAV path of the first sample and its waveform picture."""
+        model.set_custom_progress_callback(lambda done, total: progress((done, total), unit='steps'))
+        if seed is not None and seed >= 0:
+            torch.manual_seed(int(seed))
+        try:
+            wav = call()[0]
+        finally:
+            model.set_custom_progress_callback(None)
+        return str(self.outputs.write(wav, model.sample_rate)), waveform_image(wav)
 
 
 def demo_parser(description: str) -> argparse.ArgumentParser:

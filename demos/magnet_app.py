@@ -6,10 +6,9 @@ FOLDER`` to serve a local model such as ``tests/reference/cases/magnet_tiny``).
 import typing as tp
 
 import gradio as gr
-import torch
 
 from audiocraft.models import MAGNeT
-from demos.common import ModelHolder, OutputFolder, demo_parser, launch, pick_device, waveform_image
+from demos.common import DemoApp, demo_parser, launch
 
 MODELS = (
     'facebook/magnet-small-10secs',
@@ -19,11 +18,11 @@ MODELS = (
     'facebook/audio-magnet-small',
     'facebook/audio-magnet-medium',
 )
-# Decoding settings the authors suggest: music models, then sound-effect (audio-magnet) models.
+# Starting points: MAGNeT's defaults for music; hotter sampling and stronger guidance for sound effects.
 MUSIC_DEFAULTS = {'temperature': 3.0, 'top_p': 0.9, 'max_cfg_coef': 10.0, 'min_cfg_coef': 1.0,
                   'decoding_steps': (20, 10, 10, 10), 'span_arrangement': 'nonoverlap'}
 SOUND_DEFAULTS = {'temperature': 3.5, 'top_p': 0.8, 'max_cfg_coef': 20.0, 'min_cfg_coef': 1.0,
-                  'decoding_steps': (80, 40, 40, 40), 'span_arrangement': 'nonoverlap'}
+                  'decoding_steps': (20, 10, 10, 10), 'span_arrangement': 'nonoverlap'}
 
 
 def defaults_for(model_name: str) -> tp.Dict[str, tp.Any]:
@@ -31,22 +30,11 @@ def defaults_for(model_name: str) -> tp.Dict[str, tp.Any]:
     return SOUND_DEFAULTS if 'audio-magnet' in (model_name or '') else MUSIC_DEFAULTS
 
 
-def load_magnet(name: str, device: str) -> MAGNeT:
-    """Load a MAGNeT model, reporting failures in the page instead of as a traceback."""
-    try:
-        return MAGNeT.get_pretrained(name, device=device)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise gr.Error(f"Could not load model '{name}': {exc}. Pass a local folder holding state_dict.bin "
-                       "and compression_state_dict.bin with --model-path, or check the hub connection.")
-
-
-class MagnetApp:
-    """One demo instance: its own model holder and output folder."""
+class MagnetApp(DemoApp):
+    """One MAGNeT demo instance: its own model holder and output folder."""
 
     def __init__(self, model_path: tp.Optional[str] = None, device: tp.Optional[str] = None):
-        self.models = ModelHolder(load_magnet, pick_device(device))
-        self.outputs = OutputFolder('magnet_demo_')
-        self.choices = ([model_path] if model_path else []) + [m for m in MODELS if m != model_path]
+        super().__init__(MAGNeT, MODELS, model_path, device)
 
     def predict(self, model_name: str, text: str, temperature: float, top_p: float,
                 max_cfg_coef: float, min_cfg_coef: float, steps_1: float, steps_2: float,
@@ -69,15 +57,7 @@ class MagnetApp:
                                             decoding_steps=steps, span_arrangement=span_arrangement)
             except ValueError as exc:
                 raise gr.Error(str(exc))
-            model.set_custom_progress_callback(lambda done, total: progress((done, total), unit='steps'))
-            if seed is not None and seed >= 0:
-                torch.manual_seed(int(seed))
-            try:
-                out = model.generate([text], progress=True)
-            finally:
-                model.set_custom_progress_callback(None)
-            path = self.outputs.write(out[0], model.sample_rate)
-        return str(path), waveform_image(out[0])
+            return self.generate(model, seed, progress, lambda: model.generate([text], progress=True))
 
 
 def build_interface(app: MagnetApp) -> gr.Blocks:

@@ -6,11 +6,9 @@ FOLDER`` to serve a local model such as ``tests/reference/cases/musicgen_text_ti
 import typing as tp
 
 import gradio as gr
-import torch
 
 from audiocraft.models import MusicGen
-from demos.common import ModelHolder, OutputFolder, demo_parser, launch, numpy_audio_to_tensor, pick_device
-from demos.common import waveform_image
+from demos.common import DemoApp, demo_parser, launch, numpy_audio_to_tensor
 
 MODELS = (
     'facebook/musicgen-melody',
@@ -27,27 +25,16 @@ MODELS = (
 MAX_DURATION = 120.0
 
 
-def load_musicgen(name: str, device: str) -> MusicGen:
-    """Load a MusicGen model, reporting failures in the page instead of as a traceback."""
-    try:
-        return MusicGen.get_pretrained(name, device=device)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise gr.Error(f"Could not load model '{name}': {exc}. Pass a local folder holding state_dict.bin "
-                       "and compression_state_dict.bin with --model-path, or check the hub connection.")
-
-
 def accepts_melody(model: tp.Any) -> bool:
     """Whether the model has a chroma (melody) conditioner."""
     return 'self_wav' in getattr(model.lm.condition_provider, 'conditioners', {})
 
 
-class MusicGenApp:
-    """One demo instance: its own model holder and output folder."""
+class MusicGenApp(DemoApp):
+    """One MusicGen demo instance: its own model holder and output folder."""
 
     def __init__(self, model_path: tp.Optional[str] = None, device: tp.Optional[str] = None):
-        self.models = ModelHolder(load_musicgen, pick_device(device))
-        self.outputs = OutputFolder('musicgen_demo_')
-        self.choices = ([model_path] if model_path else []) + [m for m in MODELS if m != model_path]
+        super().__init__(MusicGen, MODELS, model_path, device)
 
     def predict(self, model_name: str, text: str, melody: tp.Optional[tp.Tuple[int, tp.Any]],
                 duration: float, top_k: float, top_p: float, temperature: float, cfg_coef: float,
@@ -63,21 +50,13 @@ class MusicGenApp:
         with self.models.use(model_name) as model:
             model.set_generation_params(duration=float(duration), top_k=int(top_k), top_p=float(top_p),
                                         temperature=float(temperature), cfg_coef=float(cfg_coef))
-            model.set_custom_progress_callback(lambda done, total: progress((done, total), unit='steps'))
-            if seed is not None and seed >= 0:
-                torch.manual_seed(int(seed))
-            try:
-                if melody_wav is not None and accepts_melody(model):
-                    wav, sr = melody_wav
-                    out = model.generate_with_chroma([text], wav[None], sr, progress=True)
-                else:
-                    if melody_wav is not None:
-                        gr.Warning('This model takes no melody; generating from the text only.')
-                    out = model.generate([text], progress=True)
-            finally:
-                model.set_custom_progress_callback(None)
-            path = self.outputs.write(out[0], model.sample_rate)
-        return str(path), waveform_image(out[0])
+            if melody_wav is not None and accepts_melody(model):
+                wav, sr = melody_wav
+                return self.generate(model, seed, progress,
+                                     lambda: model.generate_with_chroma([text], wav[None], sr, progress=True))
+            if melody_wav is not None:
+                gr.Warning('This model takes no melody; generating from the text only.')
+            return self.generate(model, seed, progress, lambda: model.generate([text], progress=True))
 
 
 def build_interface(app: MusicGenApp) -> gr.Blocks:

@@ -199,3 +199,20 @@ def test_get_lm_model_on_meta_device():
     with torch.device('meta'):
         lm = builders.get_lm_model(_tiny_cfg())
     assert all(p.is_meta for p in lm.parameters())
+
+
+def test_export_lm_then_load(tmp_path):
+    from audiocraft.utils.export import export_lm
+    cfg = _tiny_cfg()
+    torch.manual_seed(1)
+    lm = builders.get_lm_model(cfg).eval()
+    checkpoint = {'xp.cfg': cfg, 'best_state': {'model': lm.state_dict()}, 'fsdp_best_state': None,
+                  'optimizer': {}, 'epoch': 3}
+    torch.save(checkpoint, tmp_path / 'checkpoint.th')
+    out = export_lm(tmp_path / 'checkpoint.th', tmp_path / 'export' / 'state_dict.bin')
+    loaded = load_lm_model(out, device='cpu')
+    codes = torch.randint(0, 10, (1, 2, 6))
+    assert torch.allclose(loaded.compute_predictions(codes, []).logits.nan_to_num(),
+                          lm.compute_predictions(codes, []).logits.nan_to_num(), atol=1e-6)
+    with pytest.raises(FileNotFoundError):
+        export_lm(tmp_path / 'missing.th', tmp_path / 'x.bin')

@@ -5,6 +5,7 @@ import flashy
 import torch
 from torch import nn
 from torch.nn import functional as F
+from ..utils.errors import InvalidArgumentError
 
 ADVERSARIAL_LOSSES = ['mse', 'hinge', 'hinge2']
 
@@ -104,7 +105,7 @@ class AdversarialLoss(nn.Module):
 
 def _check_loss_type(loss_type: str) -> None:
     if loss_type not in ADVERSARIAL_LOSSES:
-        raise ValueError(f"Unsupported adversarial loss '{loss_type}'; use one of {ADVERSARIAL_LOSSES}.")
+        raise InvalidArgumentError(f"Unsupported adversarial loss '{loss_type}'; use one of {ADVERSARIAL_LOSSES}.")
 
 
 def get_adv_criterion(loss_type: str) -> tp.Callable:
@@ -174,12 +175,12 @@ class FeatureMatchingLoss(nn.Module):
 
     def forward(self, fmap_fake: tp.List[torch.Tensor], fmap_real: tp.List[torch.Tensor]) -> torch.Tensor:
         if len(fmap_fake) != len(fmap_real) or len(fmap_fake) == 0:
-            raise ValueError("FeatureMatchingLoss needs two non-empty lists of feature maps of equal length.")
+            raise InvalidArgumentError("FeatureMatchingLoss needs two non-empty lists of feature maps of equal length.")
         feat_loss = torch.tensor(0., device=fmap_fake[0].device)
         n_fmaps = 0
         for feat_fake, feat_real in zip(fmap_fake, fmap_real):
             if feat_fake.shape != feat_real.shape:
-                raise ValueError(f"Feature maps differ in shape: {feat_fake.shape} vs {feat_real.shape}.")
+                raise InvalidArgumentError(f"Feature maps differ in shape: {feat_fake.shape} vs {feat_real.shape}.")
             n_fmaps += 1
             feat_loss += self.loss(feat_fake, feat_real)
         if self.normalize:

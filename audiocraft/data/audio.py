@@ -145,6 +145,20 @@ def audio_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.,
     return wav, sr
 
 
+def _av_read(filepath: PathLike, seek_time: float = 0., duration: float = -1.) -> tp.Tuple[torch.Tensor, int]:
+    """AudioCraft's low-level reader: float32 [C, T] from `seek_time` for `duration` seconds (all if < 0).
+
+    Seeking past the end gives an empty [C, 0] tensor rather than an error.
+    """
+    _check_readable(filepath)
+    return _decode_av(filepath, seek_time, duration)
+
+
+# AudioCraft names of the header readers; a single PyAV-based one serves every format.
+_av_info = audio_info
+_soundfile_info = audio_info
+
+
 def _layout(channels: int) -> str:
     return {1: 'mono', 2: 'stereo'}.get(channels, f'{channels}c')
 

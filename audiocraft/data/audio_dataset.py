@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from .audio import audio_info, audio_read
 from .audio_utils import convert_audio
 from .zip import PathInZip
+from ..utils.errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -268,14 +269,14 @@ class AudioDataset:
                  max_audio_duration: tp.Optional[float] = None, shuffle_seed: int = 0,
                  load_wav: bool = True, permutation_on_files: bool = False, on_read_error: str = 'skip'):
         if len(meta) == 0:
-            raise ValueError("No audio meta provided to AudioDataset: the manifest is empty.")
+            raise InvalidArgumentError("No audio meta provided to AudioDataset: the manifest is empty.")
         if segment_duration is not None and segment_duration <= 0:
-            raise ValueError(f"segment_duration must be positive or None, got {segment_duration}.")
+            raise InvalidArgumentError(f"segment_duration must be positive or None, got {segment_duration}.")
         if min_segment_ratio < 0:
-            raise ValueError(f"min_segment_ratio must be >= 0, got {min_segment_ratio}.")
+            raise InvalidArgumentError(f"min_segment_ratio must be >= 0, got {min_segment_ratio}.")
         if min_audio_duration is not None and max_audio_duration is not None \
                 and min_audio_duration > max_audio_duration:
-            raise ValueError("min_audio_duration must not exceed max_audio_duration.")
+            raise InvalidArgumentError("min_audio_duration must not exceed max_audio_duration.")
         if on_read_error not in READ_ERROR_MODES:
             raise ValueError(f"on_read_error must be one of {READ_ERROR_MODES}, got {on_read_error!r}.")
         self.segment_duration = segment_duration
@@ -284,7 +285,7 @@ class AudioDataset:
         self.min_audio_duration = min_audio_duration
         self.meta: tp.List[AudioMeta] = self._filter_duration(meta)
         if len(self.meta) == 0:
-            raise ValueError("Every file was filtered out by min/max_audio_duration.")
+            raise InvalidArgumentError("Every file was filtered out by min/max_audio_duration.")
         self.total_duration = sum(d.duration for d in self.meta)
         if segment_duration is None:
             num_samples = len(self.meta)

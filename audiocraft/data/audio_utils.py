@@ -71,13 +71,13 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db
 
 
 def _clip_wav(wav: torch.Tensor, log_clipping: bool = False, stem_name: tp.Optional[str] = None) -> torch.Tensor:
-    """Clamp to [-1, 1], optionally reporting how much clipped."""
+    """Clamp `wav` to [-1, 1] in place (as AudioCraft does) and return it; optionally report clipping."""
     max_scale = wav.abs().max()
     if log_clipping and max_scale > 1:
         clamp_prob = (wav.abs() > 1).float().mean().item()
         print(f"CLIPPING {stem_name or ''} happening with proba (a bit of clipping is okay):",
               clamp_prob, "maximum scale: ", max_scale.item(), file=sys.stderr)
-    return wav.clamp(-1, 1)
+    return wav.clamp_(-1, 1)
 
 
 def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = 'peak',
@@ -109,12 +109,12 @@ def normalize_audio(wav: torch.Tensor, normalize: bool = True, strategy: str = '
             rescaling = scale_rms / rms
             if normalize or rescaling < 1:
                 wav = wav * rescaling
-        wav = _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+        wav = _clip_wav(wav.clone(), log_clipping=log_clipping, stem_name=stem_name)
     elif strategy == 'loudness':
         if sample_rate is None:
             raise ValueError("Loudness normalisation needs the sample rate.")
         wav = normalize_loudness(wav, sample_rate, loudness_headroom_db, loudness_compressor)
-        wav = _clip_wav(wav, log_clipping=log_clipping, stem_name=stem_name)
+        wav = _clip_wav(wav.clone(), log_clipping=log_clipping, stem_name=stem_name)
     elif strategy in ('', 'none', None):
         if wav.abs().max() > 1:
             raise ValueError("With strategy 'none' the wav must already be within [-1, 1]; "

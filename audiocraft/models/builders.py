@@ -14,6 +14,7 @@ if tp.TYPE_CHECKING:  # names used in annotations only; importing them here woul
     from ..modules.codebooks_patterns import CodebooksPatternProvider
     from ..modules.conditioners import ConditionFuser, ConditioningProvider
     from ..quantization import BaseQuantizer
+    from .lm import LMModel
     from .encodec import CompressionModel
 
 # ---- compression (EnCodec, quantizers, codebook patterns) ----
@@ -208,12 +209,12 @@ def get_lm_model(cfg: omegaconf.DictConfig) -> 'LMModel':
     cls_free_guidance = dict_from_config(getattr(cfg, 'classifier_free_guidance'))
     cfg_prob, cfg_coef = cls_free_guidance['training_dropout'], cls_free_guidance['inference_coef']
     meta = _default_device_is_meta()
-    fuser = get_condition_fuser(cfg)  # noqa: F821 (conditioning section)
+    fuser = get_condition_fuser(cfg)
     if meta:
         with torch.device('cpu'):
-            condition_provider = get_conditioner_provider(kwargs["dim"], cfg)  # noqa: F821
+            condition_provider = get_conditioner_provider(kwargs["dim"], cfg)
     else:
-        condition_provider = get_conditioner_provider(kwargs["dim"], cfg).to(cfg.device)  # noqa: F821
+        condition_provider = get_conditioner_provider(kwargs["dim"], cfg).to(cfg.device)
     if len(fuser.fuse2cond.get('cross', [])) > 0:  # cross-attention is implied by the fuser
         kwargs['cross_attention'] = True
     if codebooks_pattern_cfg.modeling is None:
@@ -221,7 +222,7 @@ def get_lm_model(cfg: omegaconf.DictConfig) -> 'LMModel':
             raise ValueError("LM model should either have a codebook pattern defined or transformer_lm.q_modeling")
         codebooks_pattern_cfg = omegaconf.OmegaConf.create(
             {'modeling': q_modeling, 'delay': {'delays': list(range(n_q))}})
-    pattern_provider = get_codebooks_pattern_provider(n_q, codebooks_pattern_cfg)  # noqa: F821
+    pattern_provider = get_codebooks_pattern_provider(n_q, codebooks_pattern_cfg)
     lm_class: tp.Type[LMModel] = LMModel
     if cfg.lm_model == 'transformer_lm_magnet':
         from .lm_magnet import MagnetLMModel

@@ -223,7 +223,9 @@ class EncodecModel(CompressionModel):
         return self.postprocess(out, scale)
 
     def decode_latent(self, codes: torch.Tensor) -> torch.Tensor:
-        _check_codes(codes, self.total_codebooks, "EncodecModel.decode")
+        # A DummyQuantizer's "codes" are the latents themselves ([B, 1, D, T] floats).
+        if not isinstance(self.quantizer, qt.DummyQuantizer):
+            _check_codes(codes, self.total_codebooks, "EncodecModel.decode")
         return self.quantizer.decode(codes)
 
 

@@ -12,6 +12,7 @@ import torch
 from ..modules.conditioners import ConditioningAttributes
 from .encodec import CompressionModel
 from .lm import LMModel
+from ..utils.errors import InvalidArgumentError
 
 ProgressCallback = tp.Callable[[int, int], None]
 
@@ -127,8 +128,8 @@ class BaseGenModel(ABC):
         # The stride only matters past max_duration; checking it otherwise would reject the
         # default stride of models trained on short segments.
         if extend_stride is not None and duration > self.max_duration and extend_stride >= self.max_duration:
-            raise ValueError(f"Cannot stride by more than max generation duration: extend_stride "
-                             f"({extend_stride}) must be smaller than max_duration ({self.max_duration}).")
+            raise InvalidArgumentError(f"Cannot stride by more than max generation duration: extend_stride "
+                                       f"({extend_stride}) must be smaller than max_duration ({self.max_duration}).")
 
     @torch.no_grad()
     def _prepare_tokens_and_attributes(
@@ -144,8 +145,8 @@ class BaseGenModel(ABC):
         if prompt is None:
             return None
         if descriptions is not None and len(descriptions) != len(prompt):
-            raise ValueError(f"Prompt and descriptions don't match: {len(prompt)} prompts "
-                             f"for {len(descriptions)} descriptions.")
+            raise InvalidArgumentError(f"Prompt and descriptions don't match: {len(prompt)} prompts "
+                                       f"for {len(descriptions)} descriptions.")
         prompt = prompt.to(self.device)
         prompt_tokens, scale = self.compression_model.encode(prompt)
         if scale is not None:
@@ -197,8 +198,8 @@ class BaseGenModel(ABC):
         else:
             descriptions = _check_descriptions(descriptions)
         if len(descriptions) != len(prompt):
-            raise ValueError(f"Prompt and descriptions don't match: {len(prompt)} prompts "
-                             f"for {len(descriptions)} descriptions.")
+            raise InvalidArgumentError(f"Prompt and descriptions don't match: {len(prompt)} prompts "
+                                       f"for {len(descriptions)} descriptions.")
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
         assert prompt_tokens is not None
         tokens = self._generate_tokens(attributes, prompt_tokens, progress)

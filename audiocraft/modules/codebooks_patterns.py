@@ -17,6 +17,8 @@ import typing as tp
 import numpy as np
 import torch
 
+from ..utils.errors import InvalidArgumentError
+
 LayoutCoord = namedtuple('LayoutCoord', ['t', 'q'])  # (timestep, codebook index)
 PatternLayout = tp.List[tp.List[LayoutCoord]]  # Sequence of coordinates
 _MAX_CACHED_INDEXES = 64  # per pattern: (index, mask) pairs kept for reuse
@@ -39,7 +41,7 @@ class Pattern:
 
     def __post_init__(self) -> None:
         if len(self.layout) == 0:
-            raise ValueError("A pattern layout needs at least one step.")
+            raise InvalidArgumentError("A pattern layout needs at least one step.")
         steps, ts, qs = [], [], []
         for s, coords in enumerate(self.layout):
             for coord in coords:
@@ -57,12 +59,12 @@ class Pattern:
         if len(q) == 0:
             return
         if q.min() < 0 or q.max() >= self.n_q:
-            raise ValueError(f"Pattern codebook indexes must be in [0, {self.n_q}).")
+            raise InvalidArgumentError(f"Pattern codebook indexes must be in [0, {self.n_q}).")
         keys = s * self.n_q + q
         uniq, counts = np.unique(keys, return_counts=True)
         if (counts > 1).any():
             step = int(uniq[counts > 1][0]) // self.n_q
-            raise ValueError(f"Multiple entries for a same codebook are found at step {step}")
+            raise InvalidArgumentError(f"Multiple entries for a same codebook are found at step {step}")
         order = np.lexsort((s, q))  # by codebook, then by step
         so, to, qo = s[order], t[order], q[order]
         first = np.ones(len(qo), dtype=bool)
@@ -71,8 +73,8 @@ class Pattern:
         bad = to < previous
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"Past timesteps are found in the sequence for codebook = {int(qo[i])} "
-                             f"at step {int(so[i])}")
+            raise InvalidArgumentError(f"Past timesteps are found in the sequence for codebook = {int(qo[i])} "
+                                       f"at step {int(so[i])}")
 
     @property
     def num_sequence_steps(self) -> int:
@@ -99,9 +101,9 @@ class Pattern:
                                           ) -> tp.List[tp.Tuple[int, LayoutCoord]]:
         """All (step, coordinate) pairs at timestep `t` (and codebook `q` if given), in sequence order."""
         if t > self.timesteps:
-            raise ValueError("provided timesteps is greater than the pattern's number of timesteps")
+            raise InvalidArgumentError("provided timesteps is greater than the pattern's number of timesteps")
         if q is not None and q > self.n_q:
-            raise ValueError("provided number of codebooks is greater than the pattern's number of codebooks")
+            raise InvalidArgumentError("provided number of codebooks is greater than the pattern's number of codebooks")
         sel = self._t == t
         if q is not None:
             sel &= self._q == q
@@ -134,9 +136,10 @@ class Pattern:
                                                 ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """Gather indexes [K, S] into the flattened codes (+ one special slot) and validity mask [K, S]."""
         if n_q != self.n_q:
-            raise ValueError(f"invalid number of codebooks for the sequence and the pattern: {n_q} != {self.n_q}")
+            raise InvalidArgumentError(
+                f"invalid number of codebooks for the sequence and the pattern: {n_q} != {self.n_q}")
         if timesteps > self.timesteps:
-            raise ValueError("invalid number of timesteps used to build the sequence from the pattern")
+            raise InvalidArgumentError("invalid number of timesteps used to build the sequence from the pattern")
 
         def build() -> tp.Tuple[np.ndarray, np.ndarray]:
             length = self._ref_length(keep_only_valid_steps)
@@ -154,7 +157,7 @@ class Pattern:
                                ) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Codes [B, K, T] -> (sequence [B, K, S], indexes [K, S], mask [K, S])."""
         if z.dim() != 3:
-            raise ValueError(f"Expected codes of shape [B, K, T], got {tuple(z.shape)}.")
+            raise InvalidArgumentError(f"Expected codes of shape [B, K, T], got {tuple(z.shape)}.")
         B, K, T = z.shape
         indexes, mask = self._build_pattern_sequence_scatter_indexes(
             T, K, keep_only_valid_steps=keep_only_valid_steps, device=z.device)
@@ -171,11 +174,12 @@ class Pattern:
                                                  ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """Gather indexes [K, T] into the flattened sequence (+ one special slot) and mask [K, T]."""
         if n_q != self.n_q:
-            raise ValueError(f"invalid number of codebooks for the sequence and the pattern: {n_q} != {self.n_q}")
+            raise InvalidArgumentError(
+                f"invalid number of codebooks for the sequence and the pattern: {n_q} != {self.n_q}")
         ref_length = self._ref_length(keep_only_valid_steps)
         if sequence_steps > ref_length:
-            raise ValueError(f"sequence to revert is longer than the defined pattern: "
-                             f"{sequence_steps} > {ref_length}")
+            raise InvalidArgumentError(f"sequence to revert is longer than the defined pattern: "
+                                       f"{sequence_steps} > {ref_length}")
 
         def build() -> tp.Tuple[np.ndarray, np.ndarray]:
             timesteps = self.timesteps
@@ -200,7 +204,7 @@ class Pattern:
                                 ) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sequence [B, K, S] -> (codes [B, K, T], indexes [K, T], mask [K, T])."""
         if s.dim() != 3:
-            raise ValueError(f"Expected a sequence of shape [B, K, S], got {tuple(s.shape)}.")
+            raise InvalidArgumentError(f"Expected a sequence of shape [B, K, S], got {tuple(s.shape)}.")
         B, K, S = s.shape
         indexes, mask = self._build_reverted_sequence_scatter_indexes(
             S, K, keep_only_valid_steps, is_model_output=False, device=s.device)
@@ -218,7 +222,7 @@ class Pattern:
         starts with a special token.
         """
         if logits.dim() != 4:
-            raise ValueError(f"Expected logits of shape [B, card, K, S], got {tuple(logits.shape)}.")
+            raise InvalidArgumentError(f"Expected logits of shape [B, card, K, S], got {tuple(logits.shape)}.")
         B, card, K, S = logits.shape
         indexes, mask = self._build_reverted_sequence_scatter_indexes(
             S, K, keep_only_valid_steps, is_model_output=True, device=logits.device)
@@ -239,7 +243,7 @@ class CodebooksPatternProvider(ABC):
 
     def __init__(self, n_q: int, cached: bool = True):
         if n_q <= 0:
-            raise ValueError(f"n_q must be positive, got {n_q}")
+            raise InvalidArgumentError(f"n_q must be positive, got {n_q}")
         self.n_q = n_q
         if cached:
             self.get_pattern = lru_cache(100)(self.get_pattern)  # type: ignore
@@ -270,9 +274,9 @@ class DelayedPatternProvider(CodebooksPatternProvider):
         self.flatten_first = flatten_first
         self.empty_initial = empty_initial
         if len(self.delays) != self.n_q:
-            raise ValueError(f"Expected {self.n_q} delays, got {len(self.delays)}.")
+            raise InvalidArgumentError(f"Expected {self.n_q} delays, got {len(self.delays)}.")
         if sorted(self.delays) != self.delays:
-            raise ValueError(f"Delays must be non-decreasing, got {self.delays}.")
+            raise InvalidArgumentError(f"Delays must be non-decreasing, got {self.delays}.")
 
     def get_pattern(self, timesteps: int) -> Pattern:
         omit_special_token = self.empty_initial < 0
@@ -317,9 +321,9 @@ class UnrolledPatternProvider(CodebooksPatternProvider):
             delays = [0] * n_q
         flattening, delays = list(flattening), list(delays)
         if len(flattening) != n_q or len(delays) != n_q:
-            raise ValueError(f"flattening and delays need {n_q} entries each.")
+            raise InvalidArgumentError(f"flattening and delays need {n_q} entries each.")
         if sorted(flattening) != flattening or sorted(delays) != delays:
-            raise ValueError("flattening and delays must be non-decreasing.")
+            raise InvalidArgumentError("flattening and delays must be non-decreasing.")
         self._flattened_codebooks = self._build_flattened_codebooks(delays, flattening)
         self.max_delay = max(delays)
 
@@ -331,8 +335,8 @@ class UnrolledPatternProvider(CodebooksPatternProvider):
             else:
                 flat_codebook = flattened_codebooks[inner_step]
                 if flat_codebook.delay != delay:
-                    raise ValueError("Delay and flattening between codebooks is inconsistent: two codebooks "
-                                     "flattened to the same position should have the same delay.")
+                    raise InvalidArgumentError("Delay and flattening between codebooks is inconsistent: two codebooks "
+                                               "flattened to the same position should have the same delay.")
                 flat_codebook.codebooks.append(q)
             flattened_codebooks[inner_step] = flat_codebook
         return flattened_codebooks
@@ -376,9 +380,9 @@ class CoarseFirstPattern(CodebooksPatternProvider):
             delays = [0] * (n_q - 1)
         self.delays = list(delays)
         if len(self.delays) != self.n_q - 1:
-            raise ValueError(f"Expected {self.n_q - 1} delays, got {len(self.delays)}.")
+            raise InvalidArgumentError(f"Expected {self.n_q - 1} delays, got {len(self.delays)}.")
         if sorted(self.delays) != self.delays:
-            raise ValueError(f"Delays must be non-decreasing, got {self.delays}.")
+            raise InvalidArgumentError(f"Delays must be non-decreasing, got {self.delays}.")
 
     def get_pattern(self, timesteps: int) -> Pattern:
         out: PatternLayout = [[]]

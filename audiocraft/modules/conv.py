@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .streaming import StreamingModule
+from ..utils.errors import InvalidArgumentError
 
 CONV_NORMALIZATIONS = frozenset(['none', 'weight_norm', 'spectral_norm', 'time_group_norm'])
 
@@ -25,7 +26,7 @@ def apply_parametrization_norm(module: nn.Module, norm: str = 'none') -> nn.Modu
     parameters as `weight_g` / `weight_v`, the key names found in released checkpoints.
     """
     if norm not in CONV_NORMALIZATIONS:
-        raise ValueError(f"Unknown norm {norm!r}, expected one of {sorted(CONV_NORMALIZATIONS)}.")
+        raise InvalidArgumentError(f"Unknown norm {norm!r}, expected one of {sorted(CONV_NORMALIZATIONS)}.")
     if norm == 'weight_norm':
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', FutureWarning)
@@ -48,10 +49,10 @@ def _detach_weight_norm_weight(module: nn.Module, args: tp.Any, output: tp.Any) 
 def get_norm_module(module: nn.Module, causal: bool = False, norm: str = 'none', **norm_kwargs) -> nn.Module:
     """Return the normalisation applied after the convolution (GroupNorm(1) for 'time_group_norm')."""
     if norm not in CONV_NORMALIZATIONS:
-        raise ValueError(f"Unknown norm {norm!r}, expected one of {sorted(CONV_NORMALIZATIONS)}.")
+        raise InvalidArgumentError(f"Unknown norm {norm!r}, expected one of {sorted(CONV_NORMALIZATIONS)}.")
     if norm == 'time_group_norm':
         if causal:
-            raise ValueError("GroupNorm doesn't support causal evaluation.")
+            raise InvalidArgumentError("GroupNorm doesn't support causal evaluation.")
         assert isinstance(module, nn.modules.conv._ConvNd)
         return nn.GroupNorm(1, module.out_channels, **norm_kwargs)
     return nn.Identity()
@@ -156,9 +157,10 @@ class NormConvTranspose2d(nn.Module):
 
 def _check_input(x: torch.Tensor, channels: int, name: str) -> None:
     if x.dim() != 3:
-        raise ValueError(f"{name} expects a [B, C, T] tensor, got shape {tuple(x.shape)}.")
+        raise InvalidArgumentError(f"{name} expects a [B, C, T] tensor, got shape {tuple(x.shape)}.")
     if x.shape[1] != channels:
-        raise ValueError(f"{name} expects {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}).")
+        raise InvalidArgumentError(
+            f"{name} expects {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}).")
 
 
 class StreamableConv1d(StreamingModule):
@@ -291,9 +293,9 @@ class StreamableConvTranspose1d(StreamingModule):
         self.causal = causal
         self.trim_right_ratio = trim_right_ratio
         if not (self.causal or self.trim_right_ratio == 1.):
-            raise ValueError("`trim_right_ratio` != 1.0 only makes sense for causal convolutions")
+            raise InvalidArgumentError("`trim_right_ratio` != 1.0 only makes sense for causal convolutions")
         if not 0. <= self.trim_right_ratio <= 1.:
-            raise ValueError(f"trim_right_ratio must be in [0, 1], got {trim_right_ratio}")
+            raise InvalidArgumentError(f"trim_right_ratio must be in [0, 1], got {trim_right_ratio}")
 
     def _paddings(self) -> tp.Tuple[int, int]:
         convtr = self.convtr.convtr

@@ -12,6 +12,7 @@ from torch import nn
 from .conv import StreamableConv1d, StreamableConvTranspose1d
 from .lstm import StreamableLSTM
 from .streaming import StreamingModule, StreamingSequential
+from ..utils.errors import InvalidArgumentError
 
 
 def _flush(module: nn.Module, x: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
@@ -29,7 +30,7 @@ class SEANetResnetBlock(StreamingModule):
                  pad_mode: str = 'reflect', compress: int = 2, true_skip: bool = True):
         super().__init__()
         if len(kernel_sizes) != len(dilations):
-            raise ValueError("Number of kernel sizes should match number of dilations")
+            raise InvalidArgumentError("Number of kernel sizes should match number of dilations")
         act = getattr(nn, activation)
         hidden = dim // compress
         block: tp.List[nn.Module] = []
@@ -77,8 +78,8 @@ class SEANetResnetBlock(StreamingModule):
 
 def _check_blocks(disable_norm_outer_blocks: int, n_blocks: int) -> None:
     if not 0 <= disable_norm_outer_blocks <= n_blocks:
-        raise ValueError("Number of blocks for which to disable norm is invalid. It should be lower or equal "
-                         "to the actual number of blocks in the network and greater or equal to 0.")
+        raise InvalidArgumentError("Number of blocks for which to disable norm is invalid. It should be lower or equal "
+                                   "to the actual number of blocks in the network and greater or equal to 0.")
 
 
 class SEANetEncoder(StreamingModule):
@@ -143,7 +144,8 @@ class SEANetEncoder(StreamingModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.channels:
-            raise ValueError(f"SEANetEncoder expects [B, {self.channels}, T] audio, got shape {tuple(x.shape)}.")
+            raise InvalidArgumentError(
+                f"SEANetEncoder expects [B, {self.channels}, T] audio, got shape {tuple(x.shape)}.")
         return self.model(x)
 
     def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
@@ -213,7 +215,8 @@ class SEANetDecoder(StreamingModule):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 3 or z.shape[1] != self.dimension:
-            raise ValueError(f"SEANetDecoder expects [B, {self.dimension}, T] latents, got shape {tuple(z.shape)}.")
+            raise InvalidArgumentError(
+                f"SEANetDecoder expects [B, {self.dimension}, T] latents, got shape {tuple(z.shape)}.")
         return self.model(z)
 
     def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:

@@ -18,6 +18,7 @@ from .activations import is_gated, resolve_activation
 from .embeddings import create_sin_embedding
 from .rope import RotaryEmbedding
 from .streaming import StreamingModule
+from ..utils.errors import InvalidArgumentError
 
 __all__ = ['create_sin_embedding', 'create_norm_fn', 'LayerScale', 'StreamingMultiheadAttention',
            'StreamingTransformerLayer', 'StreamingTransformer', 'set_efficient_attention_backend']
@@ -116,17 +117,17 @@ class StreamingMultiheadAttention(StreamingModule):
         super().__init__()
         factory_kwargs = {'device': device, 'dtype': dtype}
         if past_context is not None and not causal:
-            raise ValueError("past_context requires causal=True.")
+            raise InvalidArgumentError("past_context requires causal=True.")
         if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads}).")
+            raise InvalidArgumentError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads}).")
         if cross_attention and causal:
-            raise ValueError("Causal cannot work with cross attention.")
+            raise InvalidArgumentError("Causal cannot work with cross attention.")
         if cross_attention and rope is not None:
-            raise ValueError("Rope cannot work with cross attention.")
+            raise InvalidArgumentError("Rope cannot work with cross attention.")
         if num_heads % kv_repeat != 0:
-            raise ValueError(f"num_heads ({num_heads}) must be divisible by kv_repeat ({kv_repeat}).")
+            raise InvalidArgumentError(f"num_heads ({num_heads}) must be divisible by kv_repeat ({kv_repeat}).")
         if cross_attention and kv_repeat != 1:
-            raise ValueError("kv_repeat is only supported for self-attention.")
+            raise InvalidArgumentError("kv_repeat is only supported for self-attention.")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -158,7 +159,7 @@ class StreamingMultiheadAttention(StreamingModule):
             self.out_proj.bias.data.zero_()
         if qk_layer_norm:
             if kv_repeat != 1:
-                raise ValueError("qk_layer_norm requires kv_repeat == 1.")
+                raise InvalidArgumentError("qk_layer_norm requires kv_repeat == 1.")
             self.q_layer_norm = nn.LayerNorm(embed_dim, device=device)
             self.k_layer_norm = nn.LayerNorm(embed_dim, device=device)
 
@@ -402,24 +403,27 @@ class StreamingTransformerLayer(nn.Module):
     def _sa_block(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor],
                   key_padding_mask: tp.Optional[torch.Tensor]) -> torch.Tensor:
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False)[0]
-        return self.dropout1(x)
+        # Dropout modules are skipped in eval: their call overhead adds up at one token per step.
+        return self.dropout1(x) if self.training else x
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.linear2(self.activation(self.linear1(x)))
         x = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.dropout2(x)
 
     def _cross_attention_block(self, src: torch.Tensor, cross_attention_src: torch.Tensor) -> torch.Tensor:
         assert self.cross_attention is not None
         x = self.cross_attention(src, cross_attention_src, cross_attention_src, need_weights=False)[0]
-        return self.dropout_cross(x)
+        return self.dropout_cross(x) if self.training else x
 
     def forward(self, src: torch.Tensor, src_mask: tp.Optional[torch.Tensor] = None,
                 src_key_padding_mask: tp.Optional[torch.Tensor] = None,
                 cross_attention_src: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.cross_attention is None and cross_attention_src is not None:
-            raise ValueError("This layer has no cross-attention but cross_attention_src was given.")
+            raise InvalidArgumentError("This layer has no cross-attention but cross_attention_src was given.")
         if self.cross_attention is not None and cross_attention_src is None:
-            raise ValueError("This layer has cross-attention: cross_attention_src is required.")
+            raise InvalidArgumentError("This layer has cross-attention: cross_attention_src is required.")
         x = src
         if self.norm_first:
             x = x + self.layer_scale_1(self._sa_block(self.norm1(x), src_mask, src_key_padding_mask))
@@ -466,7 +470,7 @@ class StreamingTransformer(StreamingModule):
                  checkpointing: str = 'none', device=None, dtype=None, **kwargs: tp.Any):
         super().__init__()
         if d_model % num_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
+            raise InvalidArgumentError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
         if positional_embedding not in ['sin', 'rope', 'sin_rope']:
             raise ValueError(f"positional_embedding must be 'sin', 'rope' or 'sin_rope', got {positional_embedding!r}.")
         if checkpointing not in _CHECKPOINTING:

@@ -250,7 +250,8 @@ def get_audio_datasets(cfg: omegaconf.DictConfig,
     """Data loaders of every split listed in `cfg.datasource`, configured by `cfg.dataset`.
 
     `cfg.dataset.<split>` entries override the shared `cfg.dataset` values for that split.
-    `batch_size` is the global batch size: each of the N distributed workers loads batch_size / N.
+    `batch_size` is the batch size of each distributed worker (`audiocraft.train.get_solver`
+    turns the configured global batch size into it).
     """
     sample_rate = cfg.sample_rate
     channels = cfg.channels
@@ -285,7 +286,7 @@ def get_audio_datasets(cfg: omegaconf.DictConfig,
         kwargs['sample_rate'] = sample_rate
         kwargs['channels'] = channels
         if kwargs.get('permutation_on_files') and cfg.optim.updates_per_epoch:
-            kwargs['num_samples'] = cfg.dataset.batch_size * cfg.optim.updates_per_epoch
+            kwargs['num_samples'] = world_size * cfg.dataset.batch_size * cfg.optim.updates_per_epoch
 
         num_samples = kwargs['num_samples']
         shuffle = kwargs['shuffle']
@@ -294,10 +295,6 @@ def get_audio_datasets(cfg: omegaconf.DictConfig,
         num_workers = kwargs.pop('num_workers')
         if batch_size is None:
             raise ValueError("dataset.batch_size must be set.")
-        if batch_size % world_size != 0:
-            raise ValueError(f"dataset.batch_size={batch_size} is the global batch size and must be "
-                             f"divisible by the number of workers ({world_size}).")
-        batch_size //= world_size
 
         path = _resolve_datasource_path(path)
         if dataset_type == DatasetType.MUSIC:

@@ -62,7 +62,7 @@ class MusicGenSolver(base.StandardSolver):
                     self._best_metric_name = None
             else:
                 self._cached_batch_loader = CachedBatchLoader(
-                    Path(cfg.cache.path), cfg.dataset.batch_size // flashy.distrib.world_size(),
+                    Path(cfg.cache.path), cfg.dataset.batch_size,
                     cfg.dataset.num_workers, min_length=self.cfg.optim.updates_per_epoch or 1)
                 self.dataloaders['original_train'] = self.dataloaders['train']
                 self.dataloaders['train'] = self._cached_batch_loader  # type: ignore

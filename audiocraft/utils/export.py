@@ -84,3 +84,19 @@ def export_pretrained_compression_model(pretrained_encodec: str, out_file: tp.Un
         'version': __version__,
     }
     return _atomic_save(new_pkg, out_file)
+
+
+def export_lm(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str]) -> Path:
+    """Export an LM training checkpoint (MusicGen, AudioGen, MAGNeT) into `state_dict.bin` format.
+
+    As AudioCraft does, the best state is exported (the FSDP one when training used FSDP).
+    """
+    from .. import __version__
+    pkg = _load_training_checkpoint(checkpoint_path)
+    new_pkg = {
+        'best_state': _model_state(pkg, prefer_ema=False),
+        'xp.cfg': _cfg_to_yaml(pkg['xp.cfg']),
+        'version': __version__,
+        'exported': True,
+    }
+    return _atomic_save(new_pkg, out_file)

@@ -1,4 +1,8 @@
 """Small helpers used across the library: config conversion, masks, sampling."""
+from functools import lru_cache
+import hashlib
+import logging
+from pathlib import Path
 import typing as tp
 
 import omegaconf
@@ -181,3 +185,31 @@ def is_jsonable(x: tp.Any) -> bool:
         return True
     except (TypeError, OverflowError):
         return False
+
+
+def hash_trick(word: str, vocab_size: int) -> int:
+    """Stable bucket index of `word` in [0, vocab_size) (same in every process, unlike `hash`)."""
+    return int(hashlib.sha256(word.encode("utf-8")).hexdigest(), 16) % vocab_size
+
+
+@lru_cache(maxsize=None)
+def warn_once(logger: logging.Logger, msg: str) -> None:
+    """Log `msg` as a warning on `logger` the first time only (the cache only silences repeats)."""
+    logger.warning(msg)
+
+
+def load_clap_state_dict(clap_model: tp.Any, path: tp.Union[str, Path]) -> None:
+    """Load a LAION-CLAP checkpoint into `clap_model` (a `laion_clap.CLAP_Module`).
+
+    Checkpoints saved with an older transformers carry a `position_ids` buffer that newer
+    versions no longer register: it is dropped before loading.
+    """
+    try:
+        from laion_clap.clap_module.factory import load_state_dict  # type: ignore
+    except ImportError as exc:
+        raise ImportError("Loading CLAP checkpoints needs laion_clap: pip install 'audiocraft[clap]'.") from exc
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"CLAP checkpoint not found: {path}")
+    pkg = load_state_dict(str(path))
+    pkg.pop('text_branch.embeddings.position_ids', None)
+    clap_model.model.load_state_dict(pkg)

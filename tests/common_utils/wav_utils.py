@@ -22,6 +22,6 @@ def save_wav(path: str, wav: torch.Tensor, sample_rate: int) -> None:
     from audiocraft.data.audio import audio_write
     fp = Path(path)
     fmt = fp.suffix.lstrip('.') or 'wav'
-    # Values outside [-1, 1] are clipped, like any integer PCM writer does.
-    audio_write(fp.with_suffix(''), wav.clamp(-1, 1), sample_rate, format=fmt, normalize=False,
+    # Written unscaled; values outside [-1, 1] are clipped, like any integer PCM writer does.
+    audio_write(fp.with_suffix(''), wav.clamp(-1, 1), sample_rate, format=fmt, strategy='none',
                 log_clipping=False, add_suffix=True)

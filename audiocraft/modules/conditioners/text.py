@@ -1,6 +1,5 @@
 """Text conditioners: a hashed look-up table (LUT) and a frozen or fine-tuned T5 encoder."""
 from copy import deepcopy
-import hashlib
 import logging
 import re
 import typing as tp
@@ -10,15 +9,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from ...utils.utils import length_to_mask
+from ...utils.utils import hash_trick, length_to_mask
 from .base import ConditionType, TextConditioner
 
 logger = logging.getLogger(__name__)
-
-
-def hash_trick(word: str, vocab_size: int) -> int:
-    """Stable bucket index of `word` in [0, vocab_size)."""
-    return int(hashlib.sha256(word.encode("utf-8")).hexdigest(), 16) % vocab_size
 
 
 class Tokenizer:

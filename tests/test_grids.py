@@ -1,0 +1,65 @@
+"""Dora grids: every grid composes its XPs and `--dry_run --init` registers them without SLURM."""
+import importlib
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+from dora.grid import RunGridArgs, run_grid
+import pytest
+
+REPO = Path(__file__).parent.parent
+
+GRIDS = {
+    'compression.debug': ('compression', 2),
+    'compression.encodec_base_24khz': ('compression', 1),
+    'compression.encodec_musicgen_32khz': ('compression', 1),
+    'compression.encodec_audiogen_16khz': ('compression', 1),
+    'musicgen.musicgen_base_32khz': ('musicgen', 3),
+    'musicgen.musicgen_melody_32khz': ('musicgen', 8),
+    'audiogen.audiogen_base_16khz': ('audiogen', 1),
+    'magnet.magnet_32khz': ('magnet', 2),
+    'magnet.audio_magnet_16khz': ('audio_magnet', 2),
+}
+
+
+@pytest.fixture
+def main(tmp_path, monkeypatch):
+    monkeypatch.setenv('AUDIOCRAFT_DORA_DIR', str(tmp_path))
+    from audiocraft import train
+    old_dir = train.main.dora.dir
+    train.main.dora.dir = tmp_path
+    yield train.main
+    train.main.dora.dir = old_dir
+
+
+def test_every_grid_lists_its_xps(main, tmp_path):
+    args = RunGridArgs(dry_run=True, init=True, monitor=False, silent=True)
+    for name, (solver, count) in GRIDS.items():
+        explorer = importlib.import_module(f'audiocraft.grids.{name}').explorer
+        sheeps = run_grid(main, explorer, name, args=args)
+        assert len(sheeps) == count, name
+        assert len({sheep.xp.sig for sheep in sheeps}) == count
+        for sheep in sheeps:
+            assert sheep.xp.cfg.solver == solver
+            assert sheep.job is None  # nothing was scheduled
+            argv = json.loads((tmp_path / 'xps' / sheep.xp.sig / '.argv.json').read_text())
+            assert argv == sheep.xp.argv
+            # the signature can be referenced (//sig/...) and gives back the same XP
+            assert main.get_xp_from_sig(sheep.xp.sig).sig == sheep.xp.sig
+
+
+def test_dora_grid_command(tmp_path):
+    env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(tmp_path), PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, '-m', 'dora', 'grid', 'musicgen.musicgen_base_32khz', '--dry_run',
+                           '--init'], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Monitoring Grid musicgen.musicgen_base_32khz' in proc.stdout
+    for label in ('32gpus', '64gpus', '96gpus'):
+        assert f'label={label}' in proc.stdout
+    assert len(list((tmp_path / 'xps').glob('*/.argv.json'))) == 3
+    proc = subprocess.run([sys.executable, '-m', 'dora', 'grid', 'musicgen.no_such_grid', '--dry_run'],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert 'No grid file' in proc.stdout + proc.stderr
+    assert 'musicgen.musicgen_base_32khz' in proc.stdout + proc.stderr
