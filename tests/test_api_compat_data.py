@@ -354,3 +354,19 @@ def test_builders_and_schedulers():
         sched.step()
         lrs.append(opt.param_groups[0]['lr'])
     assert lrs[2] == pytest.approx(0.75e-3) and lrs[3] == pytest.approx(1e-3) and lrs[-1] < 1e-4
+
+
+def test_compat_names():
+    from audiocraft.data.audio import _av_info, _soundfile_info
+    from audiocraft.data.zip import set_zip_cache_size
+    from audiocraft.modules.conditioners import TextCondition  # noqa: F401
+    from audiocraft.modules.transformer import expand_repeated_kv, get_efficient_attention_backend
+    assert _av_info is audio_info and _soundfile_info is audio_info
+    set_zip_cache_size(32)
+    assert get_efficient_attention_backend() == 'torch'
+    kv = torch.randn(2, 3, 5, 4)
+    assert torch.equal(expand_repeated_kv(kv, 2, memory_efficient=False),
+                       kv[:, :, None].expand(2, 3, 2, 5, 4).reshape(2, 6, 5, 4))
+    assert expand_repeated_kv(kv, 1, memory_efficient=True) is kv
+    with pytest.raises((ImportError, FileNotFoundError)):
+        utils.load_clap_state_dict(object(), '/nonexistent/clap.pt')

@@ -94,6 +94,19 @@ def test_musicgen_training(musicgen_xp):
     assert all(Path(s['path']).exists() and s['reference'] is not None for s in samples)
 
 
+def test_continue_from_sig_with_execute_only(dora_dir, compression_xp, musicgen_xp):
+    out = run_command([sys.executable, '-m', 'dora', 'run', 'solver=musicgen/debug',
+                       f'compression_model_checkpoint=//sig/{compression_xp.name}',
+                       f'continue_from=//sig/{musicgen_xp.name}', 'execute_only=evaluate',
+                       'evaluate.metrics.base=true'] + LM + COMMON, dora_dir)
+    assert 'Continuing from provided checkpoint' in out
+    folder = dora_dir / 'xps' / xp_sig(out)
+    assert folder != musicgen_xp
+    history = json.loads((folder / 'history.json').read_text())
+    assert list(history[-1]) == ['evaluate'] and 'ce' in history[-1]['evaluate']
+    assert not (folder / 'checkpoint.th').exists()  # evaluation only, nothing to save
+
+
 def test_audiogen_training(dora_dir, compression_xp):
     out = run_command([sys.executable, '-m', 'dora', 'run', 'solver=audiogen/debug',
                        'codebooks_pattern.delay.delays=[0,1]',

@@ -32,6 +32,21 @@ class PathInZip:
         return self.zip_path + self.INFO_PATH_SEP + self.file_path
 
 
+def set_zip_cache_size(max_size: int) -> None:
+    """Kept for AudioCraft API compatibility; does nothing.
+
+    AudioCraft keeps a process-wide cache of open zip archives sized by this call. Here every
+    read opens and closes its archive, so there is no shared state to size.
+    """
+    if max_size < 0:
+        raise ValueError(f"max_size must be >= 0, got {max_size}.")
+
+
+def _open_zip(path: str, mode: MODE = 'r') -> zipfile.ZipFile:
+    """Open a zip archive (the caller closes it)."""
+    return zipfile.ZipFile(path, mode)
+
+
 def open_file_in_zip(path_in_zip: PathInZip, mode: str = 'r') -> tp.IO[bytes]:
     """Read a file from a zip archive into memory and return it as a binary file object.
 

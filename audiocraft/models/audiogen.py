@@ -9,6 +9,7 @@ from .genmodel import BaseGenModel
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
 from .musicgen import default_device
+from ..utils.errors import InvalidArgumentError
 
 
 class AudioGen(BaseGenModel):
@@ -35,7 +36,7 @@ class AudioGen(BaseGenModel):
         if device is None:
             device = default_device()
         if not isinstance(name, str) or not name:
-            raise ValueError(f"Model name must be a non-empty string, got {name!r}.")
+            raise InvalidArgumentError(f"Model name must be a non-empty string, got {name!r}.")
         if name == 'debug':
             compression_model = get_debug_compression_model(device, sample_rate=16000)
             lm = get_debug_lm_model(device)
@@ -53,9 +54,9 @@ class AudioGen(BaseGenModel):
         """Set the generation parameters (see MusicGen.set_generation_params); duration in seconds."""
         self._check_duration_params(duration, extend_stride)
         if top_k < 0 or top_p < 0:
-            raise ValueError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
+            raise InvalidArgumentError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
         if temperature < 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}.")
+            raise InvalidArgumentError(f"temperature must be non-negative, got {temperature}.")
         self.extend_stride = extend_stride
         self.duration = duration
         self.generation_params = {

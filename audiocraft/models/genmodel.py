@@ -39,14 +39,14 @@ class _Autocast:
 
 def _check_descriptions(descriptions: tp.Any, what: str = "descriptions") -> tp.List[tp.Optional[str]]:
     if isinstance(descriptions, str) or not isinstance(descriptions, (list, tuple)):
-        raise ValueError(f"{what} must be a list of strings (one per sample), got {type(descriptions).__name__}; "
-                         "wrap a single description in a list: ['...'].")
+        raise InvalidArgumentError(f"{what} must be a list of strings (one per sample), got "
+                                   f"{type(descriptions).__name__}; wrap a single description in a list: ['...'].")
     if len(descriptions) == 0:
-        raise ValueError(f"{what} is empty: pass at least one description "
-                         "(use generate_unconditional for unconditional samples).")
+        raise InvalidArgumentError(f"{what} is empty: pass at least one description "
+                                   "(use generate_unconditional for unconditional samples).")
     for desc in descriptions:
         if desc is not None and not isinstance(desc, str):
-            raise ValueError(f"Each description must be a string or None, got {type(desc).__name__}.")
+            raise InvalidArgumentError(f"Each description must be a string or None, got {type(desc).__name__}.")
     return list(descriptions)
 
 
@@ -78,7 +78,7 @@ class BaseGenModel(ABC):
             self.compression_model = get_wrapped_compression_model(self.compression_model, self.cfg)
         if max_duration is None:
             if self.cfg is None:
-                raise ValueError("You must provide max_duration when building directly your GenModel")
+                raise InvalidArgumentError("You must provide max_duration when building directly your GenModel")
             max_duration = self.cfg.dataset.segment_duration
         assert max_duration is not None
         self.max_duration: float = max_duration
@@ -122,9 +122,9 @@ class BaseGenModel(ABC):
 
     def _check_duration_params(self, duration: float, extend_stride: tp.Optional[float]) -> None:
         if not duration > 0:
-            raise ValueError(f"duration must be positive, got {duration}.")
+            raise InvalidArgumentError(f"duration must be positive, got {duration}.")
         if extend_stride is not None and extend_stride <= 0:
-            raise ValueError(f"extend_stride must be positive, got {extend_stride}.")
+            raise InvalidArgumentError(f"extend_stride must be positive, got {extend_stride}.")
         # The stride only matters past max_duration; checking it otherwise would reject the
         # default stride of models trained on short segments.
         if extend_stride is not None and duration > self.max_duration and extend_stride >= self.max_duration:
@@ -157,7 +157,7 @@ class BaseGenModel(ABC):
                                ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
         """Generate `num_samples` samples without any condition."""
         if not isinstance(num_samples, int) or num_samples <= 0:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+            raise InvalidArgumentError(f"num_samples must be a positive integer, got {num_samples!r}.")
         descriptions: tp.List[tp.Optional[str]] = [None] * num_samples
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
         tokens = self._generate_tokens(attributes, prompt_tokens, progress)
@@ -183,15 +183,15 @@ class BaseGenModel(ABC):
         """Continue audio `prompt` ([B, C, T] or [C, T], at `prompt_sample_rate`), optionally with descriptions."""
         from ..data.audio_utils import convert_audio
         if not isinstance(prompt, torch.Tensor):
-            raise ValueError(f"prompt must be a torch.Tensor [B, C, T], got {type(prompt).__name__}.")
+            raise InvalidArgumentError(f"prompt must be a torch.Tensor [B, C, T], got {type(prompt).__name__}.")
         if prompt.dim() == 2:
             prompt = prompt[None]
         if prompt.dim() != 3:
-            raise ValueError(f"prompt should have 3 dimensions: [B, C, T], got shape {tuple(prompt.shape)}.")
+            raise InvalidArgumentError(f"prompt should have 3 dimensions: [B, C, T], got shape {tuple(prompt.shape)}.")
         if not isinstance(prompt_sample_rate, int) or prompt_sample_rate <= 0:
-            raise ValueError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}.")
+            raise InvalidArgumentError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}.")
         if prompt.shape[-1] == 0:
-            raise ValueError("prompt is empty (0 samples).")
+            raise InvalidArgumentError("prompt is empty (0 samples).")
         prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
         if descriptions is None:
             descriptions = [None] * len(prompt)
@@ -243,11 +243,12 @@ class BaseGenModel(ABC):
         state = {'offset': 0}
         callback = self._make_progress_callback(progress, state)
         if prompt_tokens is not None and prompt_tokens.shape[-1] > max_prompt_len:
-            raise ValueError(f"Prompt is longer than audio to generate: {prompt_tokens.shape[-1]} frames for "
-                             f"{max_prompt_len} (duration {self.duration}s, max_duration {self.max_duration}s).")
+            raise InvalidArgumentError(f"Prompt is longer than audio to generate: {prompt_tokens.shape[-1]} frames for "
+                                       f"{max_prompt_len} (duration {self.duration}s, "
+                                       f"max_duration {self.max_duration}s).")
         if prompt_tokens is not None and prompt_tokens.shape[-1] >= total_gen_len:
-            raise ValueError(f"Prompt ({prompt_tokens.shape[-1]} frames) leaves nothing to generate for a "
-                             f"duration of {self.duration}s ({total_gen_len} frames): increase the duration.")
+            raise InvalidArgumentError(f"Prompt ({prompt_tokens.shape[-1]} frames) leaves nothing to generate for a "
+                                       f"duration of {self.duration}s ({total_gen_len} frames): increase the duration.")
 
         if self.duration <= self.max_duration:
             with self.autocast:
@@ -255,7 +256,8 @@ class BaseGenModel(ABC):
                                         max_gen_len=total_gen_len, **self.generation_params)
 
         if self.extend_stride is None:
-            raise ValueError("extend_stride must be set (set_generation_params) to generate beyond max_duration.")
+            raise InvalidArgumentError("extend_stride must be set (set_generation_params) to generate "
+                                       "beyond max_duration.")
         self._check_duration_params(self.duration, self.extend_stride)
         all_tokens = []
         if prompt_tokens is None:
@@ -266,7 +268,7 @@ class BaseGenModel(ABC):
         update_attributes = self._chunk_attributes_updater(attributes)
         stride_tokens = int(self.frame_rate * self.extend_stride)
         if stride_tokens <= 0:
-            raise ValueError(f"extend_stride ({self.extend_stride}s) is shorter than one frame.")
+            raise InvalidArgumentError(f"extend_stride ({self.extend_stride}s) is shorter than one frame.")
         while state['offset'] + prompt_length < total_gen_len:
             time_offset = state['offset'] / self.frame_rate
             chunk_duration = min(self.duration - time_offset, self.max_duration)
@@ -288,6 +290,6 @@ class BaseGenModel(ABC):
     def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:
         """Decode tokens [B, K, T] into audio [B, C, T_audio]."""
         if gen_tokens.dim() != 3:
-            raise ValueError(f"Tokens must be [B, K, T], got shape {tuple(gen_tokens.shape)}.")
+            raise InvalidArgumentError(f"Tokens must be [B, K, T], got shape {tuple(gen_tokens.shape)}.")
         with torch.no_grad():
             return self.compression_model.decode(gen_tokens, None)

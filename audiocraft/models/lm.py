@@ -22,6 +22,7 @@ from ..modules.conditioners.base import ConditionType
 from ..modules.streaming import State, StreamingModule
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
+from ..utils.errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 ConditionTensors = tp.Dict[str, ConditionType]
@@ -44,7 +45,7 @@ def get_init_fn(method: str, input_dim: int, init_depth: tp.Optional[int] = None
     if method == 'uniform':
         bound = math.sqrt(3) * std  # uniform on [-b, b] has std b / sqrt(3)
         return partial(torch.nn.init.uniform_, a=-bound, b=bound)
-    raise ValueError(f"Unsupported layer initialization method {method!r} (use 'gaussian' or 'uniform').")
+    raise InvalidArgumentError(f"Unsupported layer initialization method {method!r} (use 'gaussian' or 'uniform').")
 
 
 def _init_tensor(weight: torch.Tensor, init_fn: tp.Callable) -> None:
@@ -157,11 +158,11 @@ class LMModel(StreamingModule):
                       zero_bias_init: bool) -> None:
         """Initialise embeddings, transformer layers (optionally depth-scaled) and heads."""
         if depthwise_init is not None and depthwise_init not in ['current', 'global']:
-            raise ValueError(f"depthwise_init must be None, 'current' or 'global', got {depthwise_init!r}.")
+            raise InvalidArgumentError(f"depthwise_init must be None, 'current' or 'global', got {depthwise_init!r}.")
         if depthwise_init is not None and weight_init is None:
-            raise ValueError("If 'depthwise_init' is defined, a 'weight_init' method should be provided.")
+            raise InvalidArgumentError("If 'depthwise_init' is defined, a 'weight_init' method should be provided.")
         if zero_bias_init and weight_init is None:
-            raise ValueError("If 'zero_bias_init', a 'weight_init' method should be provided.")
+            raise InvalidArgumentError("If 'zero_bias_init', a 'weight_init' method should be provided.")
         if weight_init is None:
             return
         for emb_layer in self.emb:
@@ -198,7 +199,7 @@ class LMModel(StreamingModule):
         """
         B, K, S = sequence.shape
         if K != self.num_codebooks:
-            raise ValueError(f"Sequence has {K} codebooks, the model expects {self.num_codebooks}.")
+            raise InvalidArgumentError(f"Sequence has {K} codebooks, the model expects {self.num_codebooks}.")
         input_ = sum([self.emb[k](sequence[:, k]) for k in range(K)])
         if condition_tensors is None:
             if self._is_streaming:
@@ -208,7 +209,7 @@ class LMModel(StreamingModule):
             tokenized = self.condition_provider.tokenize(conditions)
             condition_tensors = self.condition_provider(tokenized)
         elif conditions:
-            raise ValueError("Shouldn't pass both conditions and condition_tensors.")
+            raise InvalidArgumentError("Shouldn't pass both conditions and condition_tensors.")
 
         input_, cross_attention_input = self.fuser(input_, condition_tensors)
         src_mask = None
@@ -305,20 +306,23 @@ class LMModel(StreamingModule):
             sizes['num_samples'] = num_samples
         if prompt is not None:
             if prompt.dim() != 3 or prompt.shape[1] != self.num_codebooks:
-                raise ValueError(f"Prompt must be codes [B, {self.num_codebooks}, T], got {tuple(prompt.shape)}.")
+                raise InvalidArgumentError(f"Prompt must be codes [B, {self.num_codebooks}, T], "
+                                           f"got {tuple(prompt.shape)}.")
             sizes['prompt batch'] = prompt.shape[0]
         if conditions:
             sizes['len(conditions)'] = len(conditions)
         elif any(getattr(layer, 'cross_attention', None) is not None for layer in self.transformer.layers):
-            raise ValueError("This model uses cross-attention conditioning: pass one ConditioningAttributes per "
-                             "sample (e.g. ConditioningAttributes(text={'description': None}) for no text).")
+            raise InvalidArgumentError("This model uses cross-attention conditioning: pass one "
+                                       "ConditioningAttributes per sample (e.g. "
+                                       "ConditioningAttributes(text={'description': None}) for no text).")
         if len(set(sizes.values())) > 1:
-            raise ValueError(f"Inconsistent batch sizes: {sizes}.")
+            raise InvalidArgumentError(f"Inconsistent batch sizes: {sizes}.")
         batch = next(iter(sizes.values())) if sizes else 1
         if batch <= 0:
-            raise ValueError(f"Number of samples must be positive, got {batch}.")
+            raise InvalidArgumentError(f"Number of samples must be positive, got {batch}.")
         if prompt is not None and prompt.shape[-1] >= max_gen_len:
-            raise ValueError(f"Prompt length ({prompt.shape[-1]}) must be shorter than max_gen_len ({max_gen_len}).")
+            raise InvalidArgumentError(f"Prompt length ({prompt.shape[-1]}) must be shorter than "
+                                       f"max_gen_len ({max_gen_len}).")
         return batch
 
     @torch.no_grad()

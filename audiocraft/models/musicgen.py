@@ -14,6 +14,7 @@ from .encodec import CompressionModel
 from .genmodel import BaseGenModel, _check_descriptions
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
+from ..utils.errors import InvalidArgumentError
 
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
 MelodyType = tp.Union[torch.Tensor, MelodyList]
@@ -62,7 +63,7 @@ class MusicGen(BaseGenModel):
         if device is None:
             device = default_device()
         if not isinstance(name, str) or not name:
-            raise ValueError(f"Model name must be a non-empty string, got {name!r}.")
+            raise InvalidArgumentError(f"Model name must be a non-empty string, got {name!r}.")
         if name == 'debug':
             compression_model = get_debug_compression_model(device)
             lm = get_debug_lm_model(device)
@@ -95,9 +96,9 @@ class MusicGen(BaseGenModel):
         """
         self._check_duration_params(duration, extend_stride)
         if top_k < 0 or top_p < 0:
-            raise ValueError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
+            raise InvalidArgumentError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
         if temperature < 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}.")
+            raise InvalidArgumentError(f"temperature must be non-negative, got {temperature}.")
         self.extend_stride = extend_stride
         self.duration = duration
         self.generation_params = {
@@ -124,17 +125,18 @@ class MusicGen(BaseGenModel):
             raise RuntimeError("This model doesn't support melody conditioning. Use the `melody` model.")
         descriptions = _check_descriptions(descriptions)
         if not isinstance(melody_sample_rate, int) or melody_sample_rate <= 0:
-            raise ValueError(f"melody_sample_rate must be a positive integer, got {melody_sample_rate!r}.")
+            raise InvalidArgumentError(f"melody_sample_rate must be a positive integer, got {melody_sample_rate!r}.")
         if isinstance(melody_wavs, torch.Tensor):
             if melody_wavs.dim() == 2:
                 melody_wavs = melody_wavs[None]
             if melody_wavs.dim() != 3:
-                raise ValueError(f"Melody wavs should have a shape [B, C, T], got {tuple(melody_wavs.shape)}.")
+                raise InvalidArgumentError(f"Melody wavs should have a shape [B, C, T], "
+                                           f"got {tuple(melody_wavs.shape)}.")
             melody_wavs = list(melody_wavs)
         else:
             for melody in melody_wavs:
                 if melody is not None and (not isinstance(melody, torch.Tensor) or melody.dim() != 2):
-                    raise ValueError("Each melody in the list must be a [C, T] tensor or None.")
+                    raise InvalidArgumentError("Each melody in the list must be a [C, T] tensor or None.")
         melody_wavs = [
             convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels)
             if wav is not None else None
@@ -165,8 +167,8 @@ class MusicGen(BaseGenModel):
             if 'self_wav' not in self.lm.condition_provider.conditioners:
                 raise RuntimeError("This model doesn't support melody conditioning. Use the `melody` model.")
             if len(melody_wavs) != len(descriptions):
-                raise ValueError(f"number of melody wavs must match number of descriptions! "
-                                 f"got melody len={len(melody_wavs)}, and descriptions len={len(descriptions)}")
+                raise InvalidArgumentError(f"number of melody wavs must match number of descriptions! got melody "
+                                           f"len={len(melody_wavs)}, and descriptions len={len(descriptions)}")
             for attr, melody in zip(attributes, melody_wavs):
                 if melody is None:
                     attr.wav['self_wav'] = self._null_wav_condition()

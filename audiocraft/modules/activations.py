@@ -5,6 +5,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..utils.errors import InvalidArgumentError
+
 
 class CustomGLU(nn.Module):
     """Gated linear unit: split the input in two halves `a, b` along `dim`, return `a * activation(b)`.
@@ -64,8 +66,8 @@ def resolve_activation(activation: tp.Union[str, tp.Callable[[torch.Tensor], tor
     activation = get_activation_fn(activation)
     if isinstance(activation, str):
         if activation not in _PLAIN:
-            raise ValueError(f"Unknown activation {activation!r}; expected one of "
-                             f"{sorted(_PLAIN) + sorted(_GATED)} or a callable.")
+            raise InvalidArgumentError(f"Unknown activation {activation!r}; expected one of "
+                                       f"{sorted(_PLAIN) + sorted(_GATED)} or a callable.")
         return _PLAIN[activation]
     return activation
 

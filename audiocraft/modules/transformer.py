@@ -21,7 +21,8 @@ from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
 
 __all__ = ['create_sin_embedding', 'create_norm_fn', 'LayerScale', 'StreamingMultiheadAttention',
-           'StreamingTransformerLayer', 'StreamingTransformer', 'set_efficient_attention_backend']
+           'StreamingTransformerLayer', 'StreamingTransformer', 'set_efficient_attention_backend',
+           'get_efficient_attention_backend', 'expand_repeated_kv']
 
 # Growth granularity of the key/value cache, in steps.
 _CACHE_CHUNK = 256
@@ -36,14 +37,29 @@ def set_efficient_attention_backend(backend: str = 'torch') -> None:
     kernel by itself; there is deliberately no process-wide switch.
     """
     if backend not in _BACKENDS:
-        raise ValueError(f"Unknown attention backend {backend!r}, expected one of {_BACKENDS}.")
+        raise InvalidArgumentError(f"Unknown attention backend {backend!r}, expected one of {_BACKENDS}.")
+
+
+def get_efficient_attention_backend() -> str:
+    """Kept for AudioCraft API compatibility: always 'torch' (see `set_efficient_attention_backend`)."""
+    return 'torch'
+
+
+def expand_repeated_kv(x: torch.Tensor, n_rep: int, memory_efficient: bool) -> torch.Tensor:
+    """Repeat each key/value head `n_rep` times along the head axis (grouped-query attention).
+
+    The head axis is 2 for the [B, T, H, D] layout (`memory_efficient=True`), else 1 ([B, H, T, D]).
+    """
+    if n_rep == 1:
+        return x
+    return torch.repeat_interleave(x, n_rep, dim=2 if memory_efficient else 1)
 
 
 def create_norm_fn(norm_type: str, dim: int, **kwargs: tp.Any) -> nn.Module:
     """Normalization layer by name (only 'layer_norm' is used by AudioCraft models)."""
     if norm_type == 'layer_norm':
         return nn.LayerNorm(dim, eps=1e-5, **kwargs)
-    raise ValueError(f"Unknown norm type: {norm_type!r} (supported: 'layer_norm').")
+    raise InvalidArgumentError(f"Unknown norm type: {norm_type!r} (supported: 'layer_norm').")
 
 
 class LayerScale(nn.Module):
@@ -280,9 +296,9 @@ class StreamingMultiheadAttention(StreamingModule):
         `key_padding_mask` ([B, S], True = padding) follows torch.nn.MultiheadAttention.
         """
         if is_causal:
-            raise ValueError("Pass causal=True at construction instead of is_causal.")
+            raise InvalidArgumentError("Pass causal=True at construction instead of is_causal.")
         if need_weights:
-            raise ValueError("need_weights=True is not supported.")
+            raise InvalidArgumentError("need_weights=True is not supported.")
         if self._is_streaming and not (self.causal or self.cross_attention):
             raise RuntimeError("Streaming is only available for causal or cross attention.")
         dtype = query.dtype
@@ -357,7 +373,7 @@ class StreamingTransformerLayer(nn.Module):
         if kwargs:
             raise TypeError(f"Unexpected arguments for StreamingTransformerLayer: {sorted(kwargs)}")
         if not batch_first:
-            raise ValueError("StreamingTransformerLayer only supports batch_first=True.")
+            raise InvalidArgumentError("StreamingTransformerLayer only supports batch_first=True.")
         factory_kwargs = {'device': device, 'dtype': dtype}
         attn_kwargs: tp.Dict[str, tp.Any] = {
             'embed_dim': d_model, 'num_heads': num_heads,
@@ -472,9 +488,10 @@ class StreamingTransformer(StreamingModule):
         if d_model % num_heads != 0:
             raise InvalidArgumentError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
         if positional_embedding not in ['sin', 'rope', 'sin_rope']:
-            raise ValueError(f"positional_embedding must be 'sin', 'rope' or 'sin_rope', got {positional_embedding!r}.")
+            raise InvalidArgumentError(
+                f"positional_embedding must be 'sin', 'rope' or 'sin_rope', got {positional_embedding!r}.")
         if checkpointing not in _CHECKPOINTING:
-            raise ValueError(f"checkpointing must be one of {_CHECKPOINTING}, got {checkpointing!r}.")
+            raise InvalidArgumentError(f"checkpointing must be one of {_CHECKPOINTING}, got {checkpointing!r}.")
         self.positional_embedding = positional_embedding
         self.max_period = max_period
         self.positional_scale = positional_scale

@@ -7,7 +7,6 @@ are committed to Dora's history and a checkpoint is written atomically.
 """
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-import logging
 from pathlib import Path
 import typing as tp
 

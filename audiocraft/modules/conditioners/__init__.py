@@ -1,8 +1,8 @@
 """audiocraft.modules.conditioners: conditioning attributes, conditioners, provider, fuser and dropout."""
 # flake8: noqa
 from .base import (BaseConditioner, CFGConditions, ConditionTensors, ConditionType, ConditioningAttributes,
-                   JointEmbedCondition, SegmentWithAttributes, TextConditioner, WavCondition, WaveformConditioner,
-                   nullify_condition, nullify_joint_embed, nullify_wav)
+                   JointEmbedCondition, SegmentWithAttributes, TextCondition, TextConditioner, WavCondition,
+                   WaveformConditioner, nullify_condition, nullify_joint_embed, nullify_wav)
 from .text import (LUTConditioner, NoopTokenizer, T5Conditioner, Tokenizer, WhiteSpaceTokenizer,
                    hash_trick)
 from .chroma_stem import ChromaStemConditioner

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 ConditionType = tp.Tuple[torch.Tensor, torch.Tensor]  # (embeddings [B, T, D], mask [B, T])
+TextCondition = tp.Optional[str]  # a text attribute; None when absent
 ConditionTensors = tp.Dict[str, ConditionType]
 CFGConditions = tp.Union[ConditionTensors, tp.Tuple[ConditionTensors, ConditionTensors]]
 
