@@ -154,8 +154,11 @@ def load_model(name: str, family: str, device: str) -> tp.Any:
     try:
         return cls.get_pretrained(name, device=device)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        message = _one_line(exc)
+        if name in message and 'folder' in message:  # the loader already says what to do
+            raise CLIError(message) from exc
         raise CLIError(
-            f"could not load model '{name}' ({family}): {_one_line(exc)}. Check the name, or pass a local "
+            f"could not load model '{name}' ({family}): {message}. Check the name, or pass a local "
             "folder holding state_dict.bin and compression_state_dict.bin with --model PATH (the Hugging Face "
             "Hub must be reachable for hub names that are not cached yet; HF_HUB_OFFLINE=1 uses the cache only)"
         ) from exc

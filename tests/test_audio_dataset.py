@@ -219,10 +219,12 @@ def test_manifest_builder_cli(audio_dir, tmp_path):
         manifest_main([str(tmp_path / 'none'), str(out_gz)])
 
 
-def test_example_manifest_is_usable():
+def test_example_manifest_is_usable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths are found from the manifest location too
     meta = load_audio_meta(REPO / "egs" / "example" / "data.jsonl")
     assert len(meta) == 5
     assert all(Path(m.path).exists() and m.sample_rate == 32000 for m in meta)
+    assert all(m.path.startswith(str(REPO.resolve())) for m in meta)
     ds = AudioDataset.from_meta(REPO / "egs" / "example", segment_duration=1., num_samples=2,
                                 sample_rate=16000, channels=1)
     assert ds[0].shape == (1, 16000)

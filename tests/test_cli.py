@@ -85,7 +85,7 @@ def test_bad_model_name_is_one_line_without_traceback(tmp_path):
     assert 'Traceback' not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('audiocraft generate: error:')
-    assert 'facebook/no-such-model' in last and 'local folder' in last
+    assert 'facebook/no-such-model' in last and 'folder' in last
     assert result.stdout == '' and not list(tmp_path.iterdir())
 
 

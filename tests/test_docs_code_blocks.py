@@ -40,7 +40,7 @@ NOT_RUN = {
     'make check-reference': 'runs the reference checker over every case: minutes of CPU, its own make target',
     'make lint': 'lint is a separate CI step',
     'make bench': 'benchmarks take minutes and want a GPU',
-    'dora ': 'training launches need GPUs (or SLURM) and a real dataset; the solvers have their own tests',
+    'dora ': 'trains models (a minute for the smallest debug run, days for real ones); solvers have their own tests',
     'hf download': 'needs the network (Hugging Face Hub)',
     'python -m demos.': 'starts a long-running web server; tests/test_demos_browser.py drives the demos',
     'audiocraft generate --model facebook/': 'downloads released weights from the Hugging Face Hub',

@@ -124,3 +124,30 @@ def test_get_pretrained_scaled_down_family(family, tmp_path, cases_dir):
     # The loaded weights are the saved ones.
     loaded = model.lm.state_dict()
     assert all(torch.equal(loaded[key].half(), value) for key, value in state.items())
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+@pytest.mark.parametrize('case,solver', [('musicgen_text_tiny', TEXT), ('musicgen_melody_tiny', MELODY)])
+def test_composed_config_equals_audiocraft_xp_cfg(case, solver, cases_dir):
+    """Every key of the cases' real AudioCraft `xp.cfg` is reproduced by our config tree."""
+    pkg = torch.load(cases_dir / case / 'state_dict.bin', map_location='cpu', weights_only=False)
+    reference = _flat(omegaconf.OmegaConf.to_container(omegaconf.OmegaConf.create(pkg['xp.cfg']), resolve=True))
+    tiny = [f'transformer_lm.{k}={reference["transformer_lm." + k]}'
+            for k in ['dim', 'num_heads', 'num_layers', 'card']]
+    cfg = _compose(solver, 'small', tiny)
+    ours = _flat(omegaconf.OmegaConf.to_container(cfg, resolve=True))
+    ignored = {'dora.dir'}  # the experiment folder of the machine that trained it
+    diff = {}
+    for key in (set(reference) | set(ours)) - ignored:
+        if reference.get(key, '<missing>') != ours.get(key, '<missing>'):
+            diff[key] = (reference.get(key, '<missing>'), ours.get(key, '<missing>'))
+    assert not diff

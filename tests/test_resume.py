@@ -54,8 +54,3 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     final = torch.load(xp_folder / 'checkpoint.th', map_location='cpu', weights_only=False)
     assert len(final['history']) == 3
     assert not list(xp_folder.glob('*.tmp'))
-    # a third run of the finished XP does nothing and keeps the checkpoint
-    proc = _start(dora_dir, tmp_path / 'third.log')
-    assert proc.wait(timeout=400) == 0
-    assert 'Train | Epoch' not in (tmp_path / 'third.log').read_text()
-    assert len(json.loads((xp_folder / 'history.json').read_text())) == 3

@@ -143,14 +143,14 @@ def test_export_and_generate_with_get_pretrained(tmp_path, compression_xp, music
     assert all(torch.allclose(lm_state[k].float(), v.float()) for k, v in best.items())
 
 
-def test_unknown_solver_and_missing_dataset_errors(dora_dir, tmp_path):
-    from audiocraft.solvers import builders
+def test_unknown_solver_and_missing_dataset_errors(tmp_path, monkeypatch):
     import omegaconf
+    from audiocraft import train
+    from audiocraft.solvers import builders
     with pytest.raises(ValueError, match="Unknown solver 'nope'.*musicgen"):
         builders.get_solver(omegaconf.OmegaConf.create({'solver': 'nope'}))
-    proc = subprocess.run(
-        [sys.executable, '-m', 'dora', 'run'] + COMPRESSION + COMMON + [f'datasource.train={tmp_path}/missing'],
-        cwd=REPO, env=dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir)), capture_output=True, text=True,
-        timeout=300)
-    assert proc.returncode != 0
-    assert 'data.jsonl' in proc.stderr and 'missing' in proc.stderr
+    monkeypatch.setenv('AUDIOCRAFT_DORA_DIR', str(tmp_path))
+    monkeypatch.setattr(train.main.dora, 'dir', tmp_path)
+    xp = train.main.get_xp(COMPRESSION + COMMON + [f'datasource.train={tmp_path}/missing'])
+    with xp.enter(), pytest.raises(FileNotFoundError, match="missing.*data.jsonl"):
+        train.get_solver(xp.cfg)

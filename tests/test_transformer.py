@@ -230,3 +230,20 @@ def test_attention_as_float32_under_half_inputs():
     out = attn_half(xh, xh, xh)[0]
     assert out.dtype == torch.bfloat16
     assert F.mse_loss(out.float(), ref) < 1e-3
+
+
+def test_reserved_cache_is_allocated_once_at_final_size():
+    torch.manual_seed(9)
+    tr = StreamingTransformer(8, 2, 1, dim_feedforward=16, dropout=0., causal=True).eval()
+    x = torch.randn(1, 12, 8)
+    full = tr(x)
+    with tr.streaming():
+        tr.reserve_cache(8)
+        outs = [tr(x[:, :4])]
+        cache = tr.layers[0].self_attn._streaming_state['k_cache']
+        assert cache.shape[2] == 12
+        outs += [tr(x[:, t:t + 1]) for t in range(4, 12)]
+        assert tr.layers[0].self_attn._streaming_state['k_cache'] is cache
+    assert torch.allclose(full, torch.cat(outs, dim=1), atol=1e-5)
+    with pytest.raises(RuntimeError, match="streaming"):
+        tr.reserve_cache(3)

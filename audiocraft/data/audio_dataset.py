@@ -96,7 +96,8 @@ def _to_absolute(path: str) -> str:
 
 
 def _resolve_audio_meta(m: AudioMeta, fast: bool = True, base_dir: tp.Optional[Path] = None) -> AudioMeta:
-    """Make the paths of `m` absolute (relative to the original working directory, else `base_dir`)."""
+    """Make the paths of `m` absolute: relative to the original working directory, else to `base_dir`
+    or its closest parent where the file exists."""
     def is_abs(p: str) -> bool:
         return p.startswith('/') if fast else os.path.isabs(p)
 
@@ -104,8 +105,11 @@ def _resolve_audio_meta(m: AudioMeta, fast: bool = True, base_dir: tp.Optional[P
         if is_abs(p):
             return p
         candidate = _to_absolute(p)
-        if base_dir is not None and not os.path.exists(candidate) and (base_dir / p).exists():
-            return str((base_dir / p).resolve())
+        if base_dir is not None and not os.path.exists(candidate):
+            # e.g. a manifest in <repo>/egs/x/ listing paths relative to <repo>, read from elsewhere
+            for folder in [base_dir, *base_dir.parents]:
+                if (folder / p).exists():
+                    return str((folder / p).resolve())
         return candidate
 
     m.path = resolve(m.path)
@@ -327,7 +331,7 @@ class AudioDataset:
             if self.sample_on_duration:
                 score *= file_meta.duration
             scores.append(score)
-        probabilities = torch.tensor(scores, dtype=torch.float64)
+        probabilities = torch.tensor(scores)
         if normalized:
             probabilities /= probabilities.sum()
         return probabilities

@@ -12,29 +12,10 @@ import torch
 from ..modules.conditioners import ConditioningAttributes
 from .encodec import CompressionModel
 from .lm import LMModel
+from ..utils.autocast import TorchAutocast
 from ..utils.errors import InvalidArgumentError
 
 ProgressCallback = tp.Callable[[int, int], None]
-
-
-class _Autocast:
-    """Reusable autocast context: float16 mixed precision on accelerators, nothing on CPU."""
-
-    def __init__(self, enabled: bool, device_type: str = 'cpu', dtype: torch.dtype = torch.float16):
-        self.enabled = enabled
-        self.device_type = device_type
-        self.dtype = dtype
-        self._stack: tp.List[tp.Any] = []
-
-    def __enter__(self) -> None:
-        if self.enabled:
-            ctx = torch.autocast(device_type=self.device_type, dtype=self.dtype)
-            ctx.__enter__()
-            self._stack.append(ctx)
-
-    def __exit__(self, *exc: tp.Any) -> None:
-        if self.enabled:
-            self._stack.pop().__exit__(*exc)
 
 
 def _check_descriptions(descriptions: tp.Any, what: str = "descriptions") -> tp.List[tp.Optional[str]]:
@@ -88,7 +69,10 @@ class BaseGenModel(ABC):
         self.device = next(iter(lm.parameters())).device
         self.generation_params: dict = {}
         self._progress_callback: tp.Optional[ProgressCallback] = None
-        self.autocast = _Autocast(enabled=self.device.type != 'cpu', device_type=self.device.type)
+        if self.device.type == 'cpu':
+            self.autocast = TorchAutocast(enabled=False)
+        else:
+            self.autocast = TorchAutocast(enabled=True, device_type=self.device.type, dtype=torch.float16)
 
     @property
     def frame_rate(self) -> float:

@@ -20,6 +20,7 @@ from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDrop
                                     ConditioningAttributes, ConditioningProvider)
 from ..modules.conditioners.base import ConditionType
 from ..modules.streaming import State, StreamingModule
+from ..modules.fast_linear import FastLinear
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
 from ..utils.errors import InvalidArgumentError
@@ -148,7 +149,7 @@ class LMModel(StreamingModule):
         self.out_norm: tp.Optional[nn.Module] = None
         if norm_first:
             self.out_norm = create_norm_fn(norm, dim, device=device)
-        self.linears = nn.ModuleList([nn.Linear(dim, self.card, bias=bias_proj, device=device)
+        self.linears = nn.ModuleList([FastLinear(dim, self.card, bias=bias_proj, device=device)
                                       for _ in range(n_q)])
         self._init_weights(weight_init, depthwise_init, zero_bias_init)
         # Set by the training solver when wrapping with FSDP; kept out of the module tree.
@@ -386,9 +387,11 @@ class LMModel(StreamingModule):
 
         special = torch.full([], self.special_token_id, dtype=torch.long, device=device)
         with self.streaming():
+            gen_sequence_len = gen_sequence.shape[-1]
+            # Steps fed after the first chunk: the caches are allocated once, at their final size.
+            self.transformer.reserve_cache(gen_sequence_len - 1 - start_offset_sequence)
             unconditional_state = self.get_streaming_state()
             prev_offset = 0
-            gen_sequence_len = gen_sequence.shape[-1]
             for offset in range(start_offset_sequence, gen_sequence_len):
                 # The streaming cache holds the steps before prev_offset.
                 curr_sequence = gen_sequence[..., prev_offset:offset]

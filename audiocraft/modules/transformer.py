@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from .activations import is_gated, resolve_activation
 from .embeddings import create_sin_embedding
+from .fast_linear import FastLinear, get_packed, linear as fast_linear
 from .rope import RotaryEmbedding
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
@@ -170,7 +171,7 @@ class StreamingMultiheadAttention(StreamingModule):
             self.in_proj_bias.data.zero_()
         else:
             self.register_parameter('in_proj_bias', None)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory_kwargs)
+        self.out_proj = FastLinear(embed_dim, embed_dim, bias=bias, **factory_kwargs)
         if bias:
             self.out_proj.bias.data.zero_()
         if qk_layer_norm:
@@ -186,6 +187,13 @@ class StreamingMultiheadAttention(StreamingModule):
                 state_dict[prefix + key] = state_dict.pop(prefix + 'mha.' + key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def packable_linears(self) -> tp.Dict[str, tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]]:
+        """Weights that `fast_linear.pack_linear_weights` may pack: the per-step projections."""
+        dim, b = self.embed_dim, self.in_proj_bias
+        if self.cross_attention:  # keys/values are projected once per source, queries every step
+            return {'q': (self.in_proj_weight[:dim], None if b is None else b[:dim])}
+        return {'in_proj': (self.in_proj_weight, b)}
+
     def _split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         B, T, _ = x.shape
         return x.view(B, T, heads, self.head_dim).transpose(1, 2)
@@ -193,7 +201,7 @@ class StreamingMultiheadAttention(StreamingModule):
     def _project_q(self, query: torch.Tensor) -> torch.Tensor:
         dim = self.embed_dim
         b = self.in_proj_bias
-        q = F.linear(query, self.in_proj_weight[:dim], None if b is None else b[:dim])
+        q = fast_linear(query, self.in_proj_weight[:dim], None if b is None else b[:dim], get_packed(self, 'q'))
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         return self._split_heads(q, self.num_heads)
@@ -202,8 +210,8 @@ class StreamingMultiheadAttention(StreamingModule):
         dim = self.embed_dim
         kv_dim = (self.in_proj_weight.shape[0] - dim) // 2
         w, b = self.in_proj_weight, self.in_proj_bias
-        k = F.linear(key, w[dim:dim + kv_dim], None if b is None else b[dim:dim + kv_dim])
-        v = F.linear(value, w[dim + kv_dim:], None if b is None else b[dim + kv_dim:])
+        k = fast_linear(key, w[dim:dim + kv_dim], None if b is None else b[dim:dim + kv_dim])
+        v = fast_linear(value, w[dim + kv_dim:], None if b is None else b[dim + kv_dim:])
         if self.qk_layer_norm:
             k = self.k_layer_norm(k)
         kv_heads = self.num_heads // self.kv_repeat
@@ -211,7 +219,7 @@ class StreamingMultiheadAttention(StreamingModule):
 
     def _project_fused(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
-        projected = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        projected = fast_linear(x, self.in_proj_weight, self.in_proj_bias, get_packed(self, 'in_proj'))
         if self.kv_repeat == 1 and not self.qk_layer_norm:
             packed = projected.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
             return packed[0], packed[1], packed[2]
@@ -248,8 +256,12 @@ class StreamingMultiheadAttention(StreamingModule):
         k_cache, v_cache = state.get('k_cache'), state.get('v_cache')
         if k_cache is None or k_cache.shape[2] < end or k_cache.shape[:2] != k.shape[:2]:
             old = 0 if k_cache is None else k_cache.shape[2]
-            capacity = max(end, 2 * old)
-            capacity = -(-capacity // _CACHE_CHUNK) * _CACHE_CHUNK
+            reserve = state.get('cache_reserve')
+            if k_cache is None and reserve is not None:
+                capacity = end + int(reserve)  # the caller knows how many steps will follow
+            else:
+                capacity = max(end, 2 * old)
+                capacity = -(-capacity // _CACHE_CHUNK) * _CACHE_CHUNK
             new_k = k.new_empty(k.shape[0], k.shape[1], capacity, k.shape[3])
             new_v = v.new_empty(v.shape[0], v.shape[1], capacity, v.shape[3])
             if past > 0:
@@ -386,9 +398,9 @@ class StreamingTransformerLayer(nn.Module):
             kv_repeat=kv_repeat, **attn_kwargs, **factory_kwargs)
         self.activation = resolve_activation(activation)
         hidden_out = dim_feedforward // 2 if is_gated(activation) or is_gated(self.activation) else dim_feedforward
-        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias_ff, **factory_kwargs)
+        self.linear1 = FastLinear(d_model, dim_feedforward, bias=bias_ff, **factory_kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(hidden_out, d_model, bias=bias_ff, **factory_kwargs)
+        self.linear2 = FastLinear(hidden_out, d_model, bias=bias_ff, **factory_kwargs)
         self.norm_first = norm_first
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
@@ -535,6 +547,15 @@ class StreamingTransformer(StreamingModule):
         if self._is_streaming:
             self._streaming_state['offsets'] = offsets + T
         return x
+
+    def reserve_cache(self, steps: int) -> None:
+        """While streaming: size the key/value caches, when first allocated, for `steps` more steps
+        than the first chunk (instead of growing them geometrically)."""
+        if not self._is_streaming:
+            raise RuntimeError("reserve_cache is only meaningful inside the streaming() context.")
+        for module in self.modules():
+            if isinstance(module, StreamingMultiheadAttention) and not module.cross_attention:
+                module._streaming_state['cache_reserve'] = torch.tensor(max(0, int(steps)))
 
     def make_optim_group(self) -> tp.Dict[str, tp.Any]:
         """Optimizer parameter group, with this module's lr / weight_decay overrides if any."""
