@@ -151,3 +151,14 @@ def test_composed_config_equals_audiocraft_xp_cfg(case, solver, cases_dir):
         if reference.get(key, '<missing>') != ours.get(key, '<missing>'):
             diff[key] = (reference.get(key, '<missing>'), ours.get(key, '<missing>'))
     assert not diff
+
+
+@pytest.mark.parametrize('solver,sample_rate', [('musicgen/debug', 32000), ('audiogen/debug', 16000)])
+def test_debug_solver_configs_build(solver, sample_rate):
+    cfg = _compose(solver, 'xsmall', [])
+    assert (cfg.solver, cfg.sample_rate) == (solver.split('/')[0], sample_rate)
+    assert cfg.compression_model_checkpoint == '//pretrained/debug_compression_model'
+    with torch.device('meta'):
+        lm = builders.get_lm_model(cfg)
+    assert (lm.n_q, lm.card, lm.dim, len(lm.transformer.layers)) == (4, 400, 256, 8)
+    assert lm.transformer.layers[0].cross_attention is not None  # T5 descriptions through cross-attention
