@@ -24,6 +24,7 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backg
                  '--disable-component-update', '--disable-sync', '--no-first-run']
 START_TIMEOUT = 60.0
 GENERATE_TIMEOUT_MS = 60_000
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

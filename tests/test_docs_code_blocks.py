@@ -127,6 +127,7 @@ def tiny_models(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(cls, 'set_generation_params', set_generation_params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('doc', DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
 def test_python_blocks_run(doc: Path, doc_workdir: Path, tiny_models: None) -> None:
     namespace: tp.Dict[str, tp.Any] = {'__name__': '__doc_test__'}

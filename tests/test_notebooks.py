@@ -19,6 +19,7 @@ NOTEBOOKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('notebook', sorted(NOTEBOOKS))
 def test_notebook_runs(notebook: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('AUDIOCRAFT_DEMO_MODEL', str(NOTEBOOKS[notebook]))

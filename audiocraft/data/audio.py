@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 import shutil
 import subprocess
-import tempfile
+import uuid
 import typing as tp
 
 import av
@@ -261,9 +261,9 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
     path = Path(str(stem_name) + suffix)
     if make_parent_dir:
         path.parent.mkdir(exist_ok=True, parents=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
+    # A unique sibling name (not mkstemp, whose 0600 mode would leak into the result) keeps
+    # the write atomic while the file gets the usual umask-derived permissions.
+    tmp_path = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
     try:
         if format == 'ogg' and not _has_av_encoder('libvorbis'):
             flags = ['-f', 'ogg', '-c:a', 'libvorbis'] + (['-b:a', f'{ogg_rate}k'] if ogg_rate else [])

@@ -1,26 +1,18 @@
 """Export training checkpoints into the pretrained format read by `get_pretrained`."""
-import os
 from pathlib import Path
-import tempfile
 import typing as tp
 
 import omegaconf
 import torch
 
+from .checkpoint import atomic_torch_save
+
 
 def _atomic_save(obj: tp.Any, out_file: tp.Union[Path, str]) -> Path:
-    """`torch.save` to a temporary file in the target folder, then rename it into place."""
+    """`torch.save` into place without ever leaving a half-written file."""
     out_file = Path(out_file)
     out_file.parent.mkdir(exist_ok=True, parents=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".tmp", dir=out_file.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, out_file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(obj, out_file)
     return out_file
 
 
