@@ -74,20 +74,21 @@ class AudioCraftEnvironment:
         return cls().cluster
 
     @classmethod
-    def get_dora_dir(cls) -> Path:
-        """Dora output folder: AUDIOCRAFT_DORA_DIR, else the team config's `dora_dir`."""
-        env = os.getenv("AUDIOCRAFT_DORA_DIR")
+    def _dir_from_env_or_config(cls, env_var: str, key: str) -> Path:
+        env = os.getenv(env_var)
         if env:
             return Path(env)
-        return Path(str(cls()._get_cluster_config()["dora_dir"]))
+        return Path(str(cls()._get_cluster_config()[key]))
+
+    @classmethod
+    def get_dora_dir(cls) -> Path:
+        """Dora output folder: AUDIOCRAFT_DORA_DIR, else the team config's `dora_dir`."""
+        return cls._dir_from_env_or_config("AUDIOCRAFT_DORA_DIR", "dora_dir")
 
     @classmethod
     def get_reference_dir(cls) -> Path:
         """Folder holding reference files (metric models...): AUDIOCRAFT_REFERENCE_DIR or config."""
-        env = os.getenv("AUDIOCRAFT_REFERENCE_DIR")
-        if env:
-            return Path(env)
-        return Path(str(cls()._get_cluster_config()["reference_dir"]))
+        return cls._dir_from_env_or_config("AUDIOCRAFT_REFERENCE_DIR", "reference_dir")
 
     @classmethod
     def get_cache_dir(cls) -> tp.Optional[Path]:

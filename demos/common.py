@@ -162,6 +162,28 @@ def launch(blocks: tp.Any, args: argparse.Namespace, **kwargs: tp.Any) -> tp.Any
                                  share=args.share, auth=auth, **kwargs)
 
 
+def model_and_text_inputs(app: DemoApp, placeholder: str) -> tp.Tuple[tp.Any, tp.Any]:
+    """The model dropdown and the description box that start every demo form."""
+    model = gr.Dropdown(app.choices, value=app.choices[0], label='Model', allow_custom_value=True, elem_id='model')
+    text = gr.Textbox(label='Description', placeholder=placeholder, lines=2, elem_id='description')
+    return model, text
+
+
+def output_widgets(audio_label: str) -> tp.Tuple[tp.Any, tp.Any]:
+    """The generated audio player and its waveform picture."""
+    audio = gr.Audio(label=audio_label, type='filepath', interactive=False, elem_id='output-audio')
+    picture = gr.Image(label='Waveform', type='pil', interactive=False, elem_id='waveform')
+    return audio, picture
+
+
+def run_demo(description: str, app_class: tp.Callable[..., tp.Any],
+             build_interface: tp.Callable[[tp.Any], tp.Any], argv: tp.Optional[tp.Sequence[str]] = None) -> tp.Any:
+    """Parse the shared command line, build the app and its page, and serve it."""
+    args = demo_parser(description).parse_args(argv)
+    app = app_class(model_path=args.model_path, device=args.device)
+    return launch(build_interface(app), args)
+
+
 def pick_device(device: tp.Optional[str]) -> str:
     """Default device for demo models."""
     return device or ('cuda' if torch.cuda.is_available() else 'cpu')

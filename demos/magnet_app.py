@@ -8,16 +8,10 @@ import typing as tp
 import gradio as gr
 
 from audiocraft.models import MAGNeT
-from demos.common import DemoApp, demo_parser, launch
+from audiocraft.models.magnet import RELEASED_MAGNET_MODELS
+from demos.common import DemoApp, model_and_text_inputs, output_widgets, run_demo
 
-MODELS = (
-    'facebook/magnet-small-10secs',
-    'facebook/magnet-medium-10secs',
-    'facebook/magnet-small-30secs',
-    'facebook/magnet-medium-30secs',
-    'facebook/audio-magnet-small',
-    'facebook/audio-magnet-medium',
-)
+MODELS = RELEASED_MAGNET_MODELS
 # Starting points: MAGNeT's defaults for music; hotter sampling and stronger guidance for sound effects.
 MUSIC_DEFAULTS = {'temperature': 3.0, 'top_p': 0.9, 'max_cfg_coef': 10.0, 'min_cfg_coef': 1.0,
                   'decoding_steps': (20, 10, 10, 10), 'span_arrangement': 'nonoverlap'}
@@ -69,10 +63,7 @@ def build_interface(app: MagnetApp) -> gr.Blocks:
                     'Weights are licensed CC-BY-NC 4.0.')
         with gr.Row():
             with gr.Column():
-                model = gr.Dropdown(app.choices, value=app.choices[0], label='Model', allow_custom_value=True,
-                                    elem_id='model')
-                text = gr.Textbox(label='Description', placeholder='e.g. 80s electronic track with melodic synths',
-                                  lines=2, elem_id='description')
+                model, text = model_and_text_inputs(app, 'e.g. 80s electronic track with melodic synths')
                 with gr.Row():
                     temperature = gr.Number(first['temperature'], label='Temperature', elem_id='temperature')
                     top_p = gr.Number(first['top_p'], label='Top-p', elem_id='top-p')
@@ -88,8 +79,7 @@ def build_interface(app: MagnetApp) -> gr.Blocks:
                     seed = gr.Number(-1, precision=0, label='Seed (-1: random)', elem_id='seed')
                 generate = gr.Button('Generate', variant='primary', elem_id='generate')
             with gr.Column():
-                audio = gr.Audio(label='Generated audio', type='filepath', interactive=False, elem_id='output-audio')
-                picture = gr.Image(label='Waveform', type='pil', interactive=False, elem_id='waveform')
+                audio, picture = output_widgets('Generated audio')
 
         def reset_defaults(name: str) -> tp.List[tp.Any]:
             values = defaults_for(name)
@@ -108,9 +98,7 @@ def build_interface(app: MagnetApp) -> gr.Blocks:
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> None:
     """Command line entry point."""
-    args = demo_parser('MAGNeT demo').parse_args(argv)
-    app = MagnetApp(model_path=args.model_path, device=args.device)
-    launch(build_interface(app), args)
+    run_demo('MAGNeT demo', MagnetApp, build_interface, argv)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ import typing as tp
 import gradio as gr
 
 from audiocraft.models import MusicGen
-from demos.common import DemoApp, demo_parser, launch, numpy_audio_to_tensor
+from demos.common import DemoApp, model_and_text_inputs, output_widgets, run_demo, numpy_audio_to_tensor
 
 MODELS = (
     'facebook/musicgen-melody',
@@ -66,10 +66,7 @@ def build_interface(app: MusicGenApp) -> gr.Blocks:
                     'uploaded recording. Weights are licensed CC-BY-NC 4.0.')
         with gr.Row():
             with gr.Column():
-                model = gr.Dropdown(app.choices, value=app.choices[0], label='Model', allow_custom_value=True,
-                                    elem_id='model')
-                text = gr.Textbox(label='Description', placeholder='e.g. lo-fi hip hop with mellow piano',
-                                  lines=2, elem_id='description')
+                model, text = model_and_text_inputs(app, 'e.g. lo-fi hip hop with mellow piano')
                 melody = gr.Audio(sources=['upload', 'microphone'], type='numpy', label='Melody (optional)',
                                   elem_id='melody')
                 with gr.Row():
@@ -83,8 +80,7 @@ def build_interface(app: MusicGenApp) -> gr.Blocks:
                     cfg_coef = gr.Number(3.0, label='Classifier-free guidance', elem_id='cfg-coef')
                 generate = gr.Button('Generate', variant='primary', elem_id='generate')
             with gr.Column():
-                audio = gr.Audio(label='Generated music', type='filepath', interactive=False, elem_id='output-audio')
-                picture = gr.Image(label='Waveform', type='pil', interactive=False, elem_id='waveform')
+                audio, picture = output_widgets('Generated music')
         generate.click(app.predict, [model, text, melody, duration, top_k, top_p, temperature, cfg_coef, seed],
                        [audio, picture], concurrency_limit=1)
         gr.Examples([['An 80s driving pop song with heavy drums and synth pads in the background'],
@@ -95,9 +91,7 @@ def build_interface(app: MusicGenApp) -> gr.Blocks:
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> None:
     """Command line entry point."""
-    args = demo_parser('MusicGen demo').parse_args(argv)
-    app = MusicGenApp(model_path=args.model_path, device=args.device)
-    launch(build_interface(app), args)
+    run_demo('MusicGen demo', MusicGenApp, build_interface, argv)
 
 
 if __name__ == '__main__':

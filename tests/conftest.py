@@ -22,3 +22,14 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def cases_dir() -> Path:
     return CASES
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module's tests (`pytestmark = pytest.mark.usefixtures('single_thread')`):
+    tiny models avoid OpenMP synchronisation costs on a shared, busy CPU."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

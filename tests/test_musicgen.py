@@ -5,13 +5,7 @@ import torch
 from audiocraft.models import AudioGen, BaseGenModel, MusicGen
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: one thread avoids OpenMP synchronisation costs on a shared, busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope="module")

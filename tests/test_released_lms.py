@@ -17,7 +17,7 @@ from audiocraft.models import AudioGen, MusicGen, builders
 
 CONFIG_DIR = Path(__file__).parents[1] / 'config'
 # AudioCraft's config semantics are Hydra's version_base 1.1, about which Hydra warns.
-pytestmark = pytest.mark.filterwarnings("ignore:(?s).*version_base")
+pytestmark = [pytest.mark.filterwarnings("ignore:(?s).*version_base"), pytest.mark.usefixtures('single_thread')]
 
 STEREO = ['channels=2', 'interleave_stereo_codebooks.use=true', 'transformer_lm.n_q=8',
           'codebooks_pattern.delay.delays=[0,0,1,1,2,2,3,3]']
@@ -43,14 +43,6 @@ RELEASED = {
     'facebook/audio-magnet-small': ('magnet/audio_magnet_16khz', 'small', []),
     'facebook/audio-magnet-medium': ('magnet/audio_magnet_16khz', 'medium', []),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _compose(solver: str, scale: str, overrides: list) -> omegaconf.DictConfig:

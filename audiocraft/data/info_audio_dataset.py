@@ -111,3 +111,27 @@ def attributes_from_fields(info: tp.Any, wav_fields: tp.Sequence[str] = ('self_w
                 value = ' '.join(value)
             out.text[key] = value
     return out
+
+
+def info_from_dict(cls: tp.Any, dictionary: dict, fields_required: bool, post_init_attributes: tp.Sequence[str],
+                   optional_fields: tp.Sequence[str], kind: str) -> tp.Any:
+    """Build the info dataclass `cls` from a metadata dict, preprocessing values with `cls.attribute_getter`.
+
+    Fields in `post_init_attributes` are filled after loading and never read from `dictionary`;
+    with `fields_required`, every other field except `optional_fields` must be present.
+    """
+    _dictionary: tp.Dict[str, tp.Any] = {}
+    for _field in fields(cls):
+        if _field.name in post_init_attributes:
+            continue
+        if _field.name not in dictionary:
+            if fields_required and _field.name not in optional_fields:
+                raise KeyError(f"Missing {kind} metadata field '{_field.name}'. Add it to the metadata "
+                               "JSON or set info_fields_required=False.")
+            continue
+        preprocess_func = cls.attribute_getter(_field.name)
+        value = dictionary[_field.name]
+        if preprocess_func:
+            value = preprocess_func(value)
+        _dictionary[_field.name] = value
+    return cls(**_dictionary)

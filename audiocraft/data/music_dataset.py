@@ -13,7 +13,7 @@ import typing as tp
 import torch
 
 from .info_audio_dataset import (AudioInfo, InfoAudioDataset, attributes_from_fields,
-                                 get_keyword, get_keyword_list, get_string)
+                                 get_keyword, get_keyword_list, get_string, info_from_dict)
 from ..modules.conditioners import ConditioningAttributes, JointEmbedCondition, WavCondition
 
 logger = logging.getLogger(__name__)
@@ -60,24 +60,8 @@ class MusicInfo(AudioInfo):
 
     @classmethod
     def from_dict(cls, dictionary: dict, fields_required: bool = False) -> "MusicInfo":
-        _dictionary: tp.Dict[str, tp.Any] = {}
-        # populated after loading, never read from metadata files
-        post_init_attributes = ['self_wav', 'joint_embed']
-        optional_fields = ['keywords', 'audio_tokens']
-        for _field in fields(cls):
-            if _field.name in post_init_attributes:
-                continue
-            if _field.name not in dictionary:
-                if fields_required and _field.name not in optional_fields:
-                    raise KeyError(f"Missing music metadata field '{_field.name}'. Add it to the metadata "
-                                   "JSON or set info_fields_required=False.")
-                continue
-            preprocess_func = cls.attribute_getter(_field.name)
-            value = dictionary[_field.name]
-            if preprocess_func:
-                value = preprocess_func(value)
-            _dictionary[_field.name] = value
-        return cls(**_dictionary)
+        return info_from_dict(cls, dictionary, fields_required, post_init_attributes=('self_wav', 'joint_embed'),
+                              optional_fields=('keywords', 'audio_tokens'), kind='music')
 
 
 def augment_music_info_description(music_info: MusicInfo, merge_text_p: float = 0.,

@@ -1,5 +1,5 @@
 """Sound dataset: environmental sounds with text descriptions, and mixing augmentation."""
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 import json
 import logging
 from pathlib import Path
@@ -9,7 +9,8 @@ import typing as tp
 import numpy as np
 import torch
 
-from .info_audio_dataset import AudioInfo, InfoAudioDataset, attributes_from_fields, get_keyword_or_keyword_list
+from .info_audio_dataset import (AudioInfo, InfoAudioDataset, attributes_from_fields, get_keyword_or_keyword_list,
+                                 info_from_dict)
 from ..modules.conditioners import ConditioningAttributes, WavCondition
 
 logger = logging.getLogger(__name__)
@@ -38,23 +39,8 @@ class SoundInfo(AudioInfo):
 
     @classmethod
     def from_dict(cls, dictionary: dict, fields_required: bool = False) -> "SoundInfo":
-        _dictionary: tp.Dict[str, tp.Any] = {}
-        post_init_attributes = ['self_wav']
-        optional_fields = ['audio_tokens']
-        for _field in fields(cls):
-            if _field.name in post_init_attributes:
-                continue
-            if _field.name not in dictionary:
-                if fields_required and _field.name not in optional_fields:
-                    raise KeyError(f"Missing sound metadata field '{_field.name}'. Add it to the metadata "
-                                   "JSON or set info_fields_required=False.")
-                continue
-            preprocess_func = cls.attribute_getter(_field.name)
-            value = dictionary[_field.name]
-            if preprocess_func:
-                value = preprocess_func(value)
-            _dictionary[_field.name] = value
-        return cls(**_dictionary)
+        return info_from_dict(cls, dictionary, fields_required, post_init_attributes=('self_wav',),
+                              optional_fields=('audio_tokens',), kind='sound')
 
 
 class SoundDataset(InfoAudioDataset):

@@ -1,10 +1,10 @@
 """Cosine similarity between the chromagrams of generated and reference audio (melody adherence)."""
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..modules.chroma import ChromaExtractor
+from ..utils.utils import distributed_mean
 
 
 class ChromaCosineSimilarityMetric(nn.Module):
@@ -64,9 +64,4 @@ class ChromaCosineSimilarityMetric(nn.Module):
 
     def compute(self) -> float:
         """Average cosine similarity over all frames seen since the last reset."""
-        totals = torch.stack([self.cosine_sum, self.weight])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(totals)
-        if totals[1].item() <= 0:
-            raise RuntimeError("ChromaCosineSimilarityMetric.compute called before any update with data.")
-        return (totals[0] / totals[1]).item()
+        return distributed_mean(self.cosine_sum, self.weight, type(self).__name__)

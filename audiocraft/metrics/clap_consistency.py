@@ -6,8 +6,9 @@ from pathlib import Path
 import typing as tp
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from ..utils.utils import distributed_mean
 
 
 class TextConsistencyMetric(nn.Module):
@@ -83,9 +84,4 @@ class CLAPTextConsistencyMetric(TextConsistencyMetric):
 
     def compute(self) -> float:
         """Average similarity since the last reset (summed across workers when distributed)."""
-        totals = torch.stack([self.cosine_sum, self.weight])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(totals)
-        if totals[1].item() <= 0:
-            raise RuntimeError("CLAPTextConsistencyMetric.compute called before any update.")
-        return (totals[0] / totals[1]).item()
+        return distributed_mean(self.cosine_sum, self.weight, type(self).__name__)

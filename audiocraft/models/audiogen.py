@@ -5,21 +5,14 @@ import torch
 
 from .builders import get_debug_compression_model, get_debug_lm_model
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel
+from .genmodel import BaseGenModel, _check_model_name, default_device
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
-from .musicgen import default_device
-from ..utils.errors import InvalidArgumentError
 
 
 class AudioGen(BaseGenModel):
-    """AudioGen: a compression model and an LM generating its tokens from text.
-
-    Args:
-        name: Name of the model.
-        compression_model: Compression model.
-        lm: Language model.
-        max_duration: Longest duration generated in one go (default: the training segment).
+    """AudioGen: a compression model and an LM generating its tokens from text descriptions
+    of sounds. Constructor arguments as for `BaseGenModel`; generates 5 s by default.
     """
 
     def __init__(self, name: str, compression_model: CompressionModel, lm: LMModel,
@@ -35,8 +28,7 @@ class AudioGen(BaseGenModel):
         'cuda' if available, else 'cpu'."""
         if device is None:
             device = default_device()
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError(f"Model name must be a non-empty string, got {name!r}.")
+        _check_model_name(name)
         if name == 'debug':
             compression_model = get_debug_compression_model(device, sample_rate=16000)
             lm = get_debug_lm_model(device)
@@ -52,18 +44,5 @@ class AudioGen(BaseGenModel):
                               temperature: float = 1.0, duration: float = 10.0, cfg_coef: float = 3.0,
                               two_step_cfg: bool = False, extend_stride: float = 2) -> None:
         """Set the generation parameters (see MusicGen.set_generation_params); duration in seconds."""
-        self._check_duration_params(duration, extend_stride)
-        if top_k < 0 or top_p < 0:
-            raise InvalidArgumentError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
-        if temperature < 0:
-            raise InvalidArgumentError(f"temperature must be non-negative, got {temperature}.")
-        self.extend_stride = extend_stride
-        self.duration = duration
-        self.generation_params = {
-            'use_sampling': use_sampling,
-            'temp': temperature,
-            'top_k': top_k,
-            'top_p': top_p,
-            'cfg_coef': cfg_coef,
-            'two_step_cfg': two_step_cfg,
-        }
+        self._set_sampling_params(use_sampling, top_k, top_p, temperature, duration, cfg_coef,
+                                  two_step_cfg, extend_stride)

@@ -8,7 +8,7 @@ import typing as tp
 import torch
 
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel
+from .genmodel import BaseGenModel, default_device
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model_magnet
 
@@ -61,7 +61,7 @@ class MAGNeT(BaseGenModel):
             raise ValueError("MAGNeT.get_pretrained expects a model name, folder or file path, "
                              f"e.g. one of {RELEASED_MAGNET_MODELS}; got {name!r}.")
         if device is None:
-            device = 'cuda' if torch.cuda.device_count() else 'cpu'
+            device = default_device()
         compression_model = load_compression_model(name, device=device)
         lm = load_lm_model_magnet(name, compression_model_frame_rate=int(compression_model.frame_rate),
                                   device=device)

@@ -11,7 +11,7 @@ import torch
 from ..modules.conditioners import ConditioningAttributes, WavCondition
 from .builders import get_debug_compression_model, get_debug_lm_model
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel, _check_descriptions
+from .genmodel import BaseGenModel, _check_descriptions, _check_model_name, default_device
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
 from ..utils.errors import InvalidArgumentError
@@ -26,11 +26,6 @@ _HF_MODEL_CHECKPOINTS_MAP = {
     "large": "facebook/musicgen-large",
     "melody": "facebook/musicgen-melody",
 }
-
-
-def default_device() -> str:
-    """'cuda' when a GPU is available, else 'cpu'."""
-    return 'cuda' if torch.cuda.device_count() else 'cpu'
 
 
 class MusicGen(BaseGenModel):
@@ -62,8 +57,7 @@ class MusicGen(BaseGenModel):
         """
         if device is None:
             device = default_device()
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError(f"Model name must be a non-empty string, got {name!r}.")
+        _check_model_name(name)
         if name == 'debug':
             compression_model = get_debug_compression_model(device)
             lm = get_debug_lm_model(device)
@@ -94,21 +88,8 @@ class MusicGen(BaseGenModel):
             two_step_cfg: Run conditional and unconditional passes separately (see AudioCraft).
             extend_stride: When generating past max_duration, advance by this many seconds per window.
         """
-        self._check_duration_params(duration, extend_stride)
-        if top_k < 0 or top_p < 0:
-            raise InvalidArgumentError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
-        if temperature < 0:
-            raise InvalidArgumentError(f"temperature must be non-negative, got {temperature}.")
-        self.extend_stride = extend_stride
-        self.duration = duration
-        self.generation_params = {
-            'use_sampling': use_sampling,
-            'temp': temperature,
-            'top_k': top_k,
-            'top_p': top_p,
-            'cfg_coef': cfg_coef,
-            'two_step_cfg': two_step_cfg,
-        }
+        self._set_sampling_params(use_sampling, top_k, top_p, temperature, duration, cfg_coef,
+                                  two_step_cfg, extend_stride)
 
     def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
                              melody_sample_rate: int, progress: bool = False, return_tokens: bool = False

@@ -102,57 +102,49 @@ def unpad1d(x: torch.Tensor, paddings: tp.Tuple[int, int]) -> torch.Tensor:
     return x[..., padding_left: end]
 
 
-class NormConv1d(nn.Module):
+class _NormConvBase(nn.Module):
+    """A convolution layer stored under `_attr` (the checkpoint key prefix), then a normalisation."""
+    _layer: tp.Type[nn.Module] = nn.Conv1d
+    _attr: str = 'conv'
+
+    def __init__(self, *args, causal: bool = False, norm: str = 'none',
+                 norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None, **kwargs):
+        super().__init__()
+        layer = apply_parametrization_norm(self._layer(*args, **kwargs), norm)
+        setattr(self, self._attr, layer)
+        self.norm = get_norm_module(layer, causal, norm, **(norm_kwargs or {}))
+        self.norm_type = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(getattr(self, self._attr)(x))
+
+
+class NormConv1d(_NormConvBase):
     """`nn.Conv1d` wrapped with a normalisation (keys `conv.weight_g`, `conv.weight_v`, ...)."""
-
-    def __init__(self, *args, causal: bool = False, norm: str = 'none',
-                 norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None, **kwargs):
-        super().__init__()
-        self.conv = apply_parametrization_norm(nn.Conv1d(*args, **kwargs), norm)
-        self.norm = get_norm_module(self.conv, causal, norm, **(norm_kwargs or {}))
-        self.norm_type = norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+    _layer = nn.Conv1d
 
 
-class NormConv2d(nn.Module):
+class NormConv2d(_NormConvBase):
     """`nn.Conv2d` wrapped with a normalisation."""
+    _layer = nn.Conv2d
 
     def __init__(self, *args, norm: str = 'none', norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None, **kwargs):
-        super().__init__()
-        self.conv = apply_parametrization_norm(nn.Conv2d(*args, **kwargs), norm)
-        self.norm = get_norm_module(self.conv, causal=False, norm=norm, **(norm_kwargs or {}))
-        self.norm_type = norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+        super().__init__(*args, causal=False, norm=norm, norm_kwargs=norm_kwargs, **kwargs)
 
 
-class NormConvTranspose1d(nn.Module):
+class NormConvTranspose1d(_NormConvBase):
     """`nn.ConvTranspose1d` wrapped with a normalisation (keys `convtr.weight_g`, ...)."""
-
-    def __init__(self, *args, causal: bool = False, norm: str = 'none',
-                 norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None, **kwargs):
-        super().__init__()
-        self.convtr = apply_parametrization_norm(nn.ConvTranspose1d(*args, **kwargs), norm)
-        self.norm = get_norm_module(self.convtr, causal, norm, **(norm_kwargs or {}))
-        self.norm_type = norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.convtr(x))
+    _layer = nn.ConvTranspose1d
+    _attr = 'convtr'
 
 
-class NormConvTranspose2d(nn.Module):
+class NormConvTranspose2d(_NormConvBase):
     """`nn.ConvTranspose2d` wrapped with a normalisation."""
+    _layer = nn.ConvTranspose2d
+    _attr = 'convtr'
 
     def __init__(self, *args, norm: str = 'none', norm_kwargs: tp.Optional[tp.Dict[str, tp.Any]] = None, **kwargs):
-        super().__init__()
-        self.convtr = apply_parametrization_norm(nn.ConvTranspose2d(*args, **kwargs), norm)
-        self.norm = get_norm_module(self.convtr, causal=False, norm=norm, **(norm_kwargs or {}))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.convtr(x))
+        super().__init__(*args, causal=False, norm=norm, norm_kwargs=norm_kwargs, **kwargs)
 
 
 def _check_input(x: torch.Tensor, channels: int, name: str) -> None:
@@ -163,7 +155,28 @@ def _check_input(x: torch.Tensor, channels: int, name: str) -> None:
             f"{name} expects {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}).")
 
 
-class StreamableConv1d(StreamingModule):
+class _StreamableConvBase(StreamingModule):
+    """Streaming frame shared by the convolutions: `flush` adds what `_flush_tail` emits."""
+
+    def _flush_tail(self) -> tp.List[torch.Tensor]:
+        raise NotImplementedError()
+
+    def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
+        """Process `x` (if any), then what the end of the stream releases; resets the stream state."""
+        if not self._is_streaming:
+            return None if x is None else self(x)
+        outs = []
+        if x is not None:
+            outs.append(self(x))
+        outs += self._flush_tail()
+        self._streaming_state.clear()
+        outs = [o for o in outs if o.shape[-1] > 0]
+        if not outs:
+            return None
+        return torch.cat(outs, dim=-1)
+
+
+class StreamableConv1d(_StreamableConvBase):
     """Conv1d with AudioCraft's asymmetric or causal padding.
 
     Non-causal: `padding_total = k_eff - stride` is split with `right = total // 2` and
@@ -238,13 +251,9 @@ class StreamableConv1d(StreamingModule):
             return empty
         return self.conv(x[..., :consumed + kernel_size - stride])
 
-    def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
-        """Process `x` (if any), then the right padding of the end of the stream."""
-        if not self._is_streaming:
-            return None if x is None else self(x)
+    def _flush_tail(self) -> tp.List[torch.Tensor]:
+        """Outputs of the right padding of the end of the stream."""
         outs = []
-        if x is not None:
-            outs.append(self(x))
         state = self._streaming_state
         kernel_size, stride, padding_total = self._geometry
         if self.pad_mode == 'reflect' and 'raw' in state:
@@ -269,14 +278,10 @@ class StreamableConv1d(StreamingModule):
             if buffer.shape[-1] > padding_total:
                 buffer = pad1d(buffer, (0, kernel_size - buffer.shape[-1]), mode=self.pad_mode)
                 outs.append(self.conv(buffer))
-        state.clear()
-        outs = [o for o in outs if o.shape[-1] > 0]
-        if not outs:
-            return None
-        return torch.cat(outs, dim=-1)
+        return outs
 
 
-class StreamableConvTranspose1d(StreamingModule):
+class StreamableConvTranspose1d(_StreamableConvBase):
     """ConvTranspose1d that trims `padding_total = kernel_size - stride` like AudioCraft.
 
     Non-causal: trims `right = total // 2`, `left = total - right`. Causal: trims
@@ -348,21 +353,13 @@ class StreamableConvTranspose1d(StreamingModule):
         self._streaming_state['skip'] = torch.tensor(skip - cut)
         return out[..., cut:]
 
-    def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
-        """Process `x` (if any), then emit the part of the tail kept by `trim_right_ratio`."""
-        if not self._is_streaming:
-            return None if x is None else self(x)
+    def _flush_tail(self) -> tp.List[torch.Tensor]:
+        """The part of the overlapping tail kept by `trim_right_ratio`."""
         outs = []
-        if x is not None:
-            outs.append(self(x))
         state = self._streaming_state
         if 'tail' in state:
             tail = state['tail']
             padding_left, _ = self._paddings()
             if padding_left > 0:
                 outs.append(self._skip_left(tail[..., :padding_left] + self._bias(tail)))
-        state.clear()
-        outs = [o for o in outs if o.shape[-1] > 0]
-        if not outs:
-            return None
-        return torch.cat(outs, dim=-1)
+        return outs

@@ -76,13 +76,37 @@ class SEANetResnetBlock(StreamingModule):
         return out
 
 
-def _check_blocks(disable_norm_outer_blocks: int, n_blocks: int) -> None:
-    if not 0 <= disable_norm_outer_blocks <= n_blocks:
-        raise InvalidArgumentError("Number of blocks for which to disable norm is invalid. It should be lower or equal "
-                                   "to the actual number of blocks in the network and greater or equal to 0.")
+class _SEANetBase(StreamingModule):
+    """What the encoder and decoder share: their geometry and the residual stacks."""
+    model: StreamingSequential
+
+    def _set_geometry(self, channels: int, dimension: int, n_filters: int, n_residual_layers: int,
+                      ratios: tp.List[int], disable_norm_outer_blocks: int) -> None:
+        self.channels = channels
+        self.dimension = dimension
+        self.n_filters = n_filters
+        self.ratios = ratios
+        self.n_residual_layers = n_residual_layers
+        self.hop_length = int(np.prod(self.ratios))
+        self.n_blocks = len(self.ratios) + 2  # first and last conv + residual blocks
+        self.disable_norm_outer_blocks = disable_norm_outer_blocks
+        if not 0 <= disable_norm_outer_blocks <= self.n_blocks:
+            raise InvalidArgumentError("Number of blocks for which to disable norm is invalid. It should be lower or "
+                                       "equal to the actual number of blocks in the network and greater or equal "
+                                       "to 0.")
+
+    @staticmethod
+    def _residual_stack(dim: int, n_layers: int, residual_kernel_size: int, dilation_base: int,
+                        **block_kwargs: tp.Any) -> tp.List[nn.Module]:
+        """`n_layers` residual blocks with dilations growing as `dilation_base ** j`."""
+        return [SEANetResnetBlock(dim, kernel_sizes=[residual_kernel_size, 1], dilations=[dilation_base ** j, 1],
+                                  **block_kwargs) for j in range(n_layers)]
+
+    def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
+        return self.model.flush(x)
 
 
-class SEANetEncoder(StreamingModule):
+class SEANetEncoder(_SEANetBase):
     """SEANet encoder: waveform [B, channels, T] -> latent [B, dimension, T // hop_length].
 
     `ratios` are given in decoder order and applied reversed, as in AudioCraft.
@@ -95,16 +119,10 @@ class SEANetEncoder(StreamingModule):
                  pad_mode: str = 'reflect', true_skip: bool = True, compress: int = 2, lstm: int = 0,
                  disable_norm_outer_blocks: int = 0):
         super().__init__()
-        self.channels = channels
-        self.dimension = dimension
-        self.n_filters = n_filters
-        self.ratios = list(reversed(ratios))
-        del ratios
-        self.n_residual_layers = n_residual_layers
-        self.hop_length = int(np.prod(self.ratios))
-        self.n_blocks = len(self.ratios) + 2  # first and last conv + residual blocks
-        self.disable_norm_outer_blocks = disable_norm_outer_blocks
-        _check_blocks(disable_norm_outer_blocks, self.n_blocks)
+        self._set_geometry(channels, dimension, n_filters, n_residual_layers, list(reversed(ratios)),
+                           disable_norm_outer_blocks)
+        block_kwargs = dict(activation=activation, activation_params=activation_params, norm_params=norm_params,
+                            causal=causal, pad_mode=pad_mode, compress=compress, true_skip=true_skip)
 
         act = getattr(nn, activation)
         mult = 1
@@ -115,13 +133,8 @@ class SEANetEncoder(StreamingModule):
         ]
         for i, ratio in enumerate(self.ratios):
             block_norm = 'none' if self.disable_norm_outer_blocks >= i + 2 else norm
-            for j in range(n_residual_layers):
-                model += [
-                    SEANetResnetBlock(mult * n_filters, kernel_sizes=[residual_kernel_size, 1],
-                                      dilations=[dilation_base ** j, 1],
-                                      norm=block_norm, norm_params=norm_params,
-                                      activation=activation, activation_params=activation_params,
-                                      causal=causal, pad_mode=pad_mode, compress=compress, true_skip=true_skip)]
+            model += self._residual_stack(mult * n_filters, n_residual_layers, residual_kernel_size,
+                                          dilation_base, norm=block_norm, **block_kwargs)
             model += [
                 act(**activation_params),
                 StreamableConv1d(mult * n_filters, mult * n_filters * 2,
@@ -148,11 +161,8 @@ class SEANetEncoder(StreamingModule):
                 f"SEANetEncoder expects [B, {self.channels}, T] audio, got shape {tuple(x.shape)}.")
         return self.model(x)
 
-    def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
-        return self.model.flush(x)
 
-
-class SEANetDecoder(StreamingModule):
+class SEANetDecoder(_SEANetBase):
     """SEANet decoder: latent [B, dimension, T] -> waveform [B, channels, T * hop_length]."""
 
     def __init__(self, channels: int = 1, dimension: int = 128, n_filters: int = 32, n_residual_layers: int = 3,
@@ -163,16 +173,9 @@ class SEANetDecoder(StreamingModule):
                  pad_mode: str = 'reflect', true_skip: bool = True, compress: int = 2, lstm: int = 0,
                  disable_norm_outer_blocks: int = 0, trim_right_ratio: float = 1.0):
         super().__init__()
-        self.dimension = dimension
-        self.channels = channels
-        self.n_filters = n_filters
-        self.ratios = list(ratios)
-        del ratios
-        self.n_residual_layers = n_residual_layers
-        self.hop_length = int(np.prod(self.ratios))
-        self.n_blocks = len(self.ratios) + 2  # first and last conv + residual blocks
-        self.disable_norm_outer_blocks = disable_norm_outer_blocks
-        _check_blocks(disable_norm_outer_blocks, self.n_blocks)
+        self._set_geometry(channels, dimension, n_filters, n_residual_layers, list(ratios), disable_norm_outer_blocks)
+        block_kwargs = dict(activation=activation, activation_params=activation_params, norm_params=norm_params,
+                            causal=causal, pad_mode=pad_mode, compress=compress, true_skip=true_skip)
 
         act = getattr(nn, activation)
         mult = int(2 ** len(self.ratios))
@@ -193,13 +196,8 @@ class SEANetDecoder(StreamingModule):
                                           norm=block_norm, norm_kwargs=norm_params,
                                           causal=causal, trim_right_ratio=trim_right_ratio),
             ]
-            for j in range(n_residual_layers):
-                model += [
-                    SEANetResnetBlock(mult * n_filters // 2, kernel_sizes=[residual_kernel_size, 1],
-                                      dilations=[dilation_base ** j, 1],
-                                      activation=activation, activation_params=activation_params,
-                                      norm=block_norm, norm_params=norm_params, causal=causal,
-                                      pad_mode=pad_mode, compress=compress, true_skip=true_skip)]
+            model += self._residual_stack(mult * n_filters // 2, n_residual_layers, residual_kernel_size,
+                                          dilation_base, norm=block_norm, **block_kwargs)
             mult //= 2
 
         model += [
@@ -218,6 +216,3 @@ class SEANetDecoder(StreamingModule):
             raise InvalidArgumentError(
                 f"SEANetDecoder expects [B, {self.dimension}, T] latents, got shape {tuple(z.shape)}.")
         return self.model(z)
-
-    def flush(self, x: tp.Optional[torch.Tensor] = None) -> tp.Optional[torch.Tensor]:
-        return self.model.flush(x)

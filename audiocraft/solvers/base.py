@@ -178,14 +178,8 @@ class StandardSolver(ABC, flashy.BaseSolver):
     @contextmanager
     def swap_best_state(self) -> tp.Iterator[None]:
         """Temporarily load the best state into the registered sources."""
-        self.logger.debug(f"Swapping to best state for: {', '.join(self.best_state.state_dict().keys())}")
-        old_states = self._load_new_state_dict(self.best_state.state_dict())
-        try:
+        with self._swapped_state(self.best_state.state_dict(), 'best state'):
             yield
-        finally:
-            self.logger.debug("Swapping back from best to original state")
-            for name, old_state in old_states.items():
-                self._get_state_source(name).load_state_dict(old_state)
 
     @contextmanager
     def swap_ema_state(self) -> tp.Iterator[None]:
@@ -193,13 +187,18 @@ class StandardSolver(ABC, flashy.BaseSolver):
         if self.ema is None:
             yield
             return
-        ema_state_dict = self.ema.state_dict()['state']
-        self.logger.debug(f"Swapping to EMA state for: {', '.join(ema_state_dict.keys())}")
-        old_states = self._load_new_state_dict(ema_state_dict)
+        with self._swapped_state(self.ema.state_dict()['state'], 'EMA state'):
+            yield
+
+    @contextmanager
+    def _swapped_state(self, state: tp.Dict[str, tp.Any], label: str) -> tp.Iterator[None]:
+        """Load `state` (source name -> state dict) into the registered sources, restoring them on exit."""
+        self.logger.debug(f"Swapping to {label} for: {', '.join(state.keys())}")
+        old_states = self._load_new_state_dict(state)
         try:
             yield
         finally:
-            self.logger.debug("Swapping back from EMA state to original state")
+            self.logger.debug(f"Swapping back from {label} to original state")
             for name, old_state in old_states.items():
                 self._get_state_source(name).load_state_dict(old_state)
 
@@ -507,20 +506,29 @@ class StandardSolver(ABC, flashy.BaseSolver):
                                  **kwargs: tp.Any) -> "StandardSolver":
         """Solver of XP `sig` with its best state loaded, ready for evaluation on a single device
         (no EMA, no autocast, no FSDP, no optimizer state)."""
-        from audiocraft import train
-        our_override_cfg: tp.Dict[str, tp.Any] = {'optim': {'ema': {'use': False}}}
-        our_override_cfg['autocast'] = False
-        if dtype is not None:
-            our_override_cfg['dtype'] = dtype
-        if device is not None:
-            our_override_cfg['device'] = device
-        if batch_size is not None:
-            our_override_cfg['dataset'] = {'batch_size': batch_size}
-        if override_cfg is None:
-            override_cfg = {}
-        override_cfg = omegaconf.OmegaConf.merge(
-            omegaconf.DictConfig(override_cfg), omegaconf.DictConfig(our_override_cfg))  # type: ignore
-        solver = train.get_solver_from_sig(sig, override_cfg=override_cfg, load_best=True,
-                                           disable_fsdp=True, ignore_optimizers=True, **kwargs)
-        solver.model.eval()
-        return solver
+        return load_eval_solver(sig, dtype=dtype, device=device, batch_size=batch_size, autocast=False,
+                                override_cfg=override_cfg, **kwargs)
+
+
+def load_eval_solver(sig: str, dtype: tp.Optional[str], device: tp.Optional[str], batch_size: tp.Optional[int],
+                     autocast: bool, override_cfg: tp.Optional[tp.Union[dict, omegaconf.DictConfig]] = None,
+                     **kwargs: tp.Any) -> tp.Any:
+    """Solver of XP `sig` with its best state, in eval mode, without EMA, FSDP or optimizer state.
+
+    `dtype`, `device` and `batch_size` override the XP config when not None; `override_cfg`
+    is merged first, so these settings win over it.
+    """
+    from audiocraft import train
+    our_override_cfg: tp.Dict[str, tp.Any] = {'optim': {'ema': {'use': False}}, 'autocast': autocast}
+    if dtype is not None:
+        our_override_cfg['dtype'] = dtype
+    if device is not None:
+        our_override_cfg['device'] = device
+    if batch_size is not None:
+        our_override_cfg['dataset'] = {'batch_size': batch_size}
+    merged = omegaconf.OmegaConf.merge(
+        omegaconf.DictConfig(override_cfg or {}), omegaconf.DictConfig(our_override_cfg))  # type: ignore
+    solver = train.get_solver_from_sig(sig, override_cfg=merged, load_best=True,
+                                       disable_fsdp=True, ignore_optimizers=True, **kwargs)
+    solver.model.eval()
+    return solver

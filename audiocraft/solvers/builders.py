@@ -147,18 +147,24 @@ def get_ema(module_dict: nn.ModuleDict, cfg: omegaconf.DictConfig) -> tp.Optiona
     return optim.ModuleDictEMA(module_dict, decay=decay, device=device)
 
 
+def _pick_class(kind: str, name: str, classes: tp.Dict[str, tp.Any]) -> tp.Any:
+    """`classes[name]`, or a ValueError listing the known names."""
+    if name not in classes:
+        names = list(classes)
+        raise ValueError(f"Unknown {kind} '{name}': use {', '.join(names[:-1])} or {names[-1]}.")
+    return classes[name]
+
+
 def get_loss(loss_name: str, cfg: omegaconf.DictConfig) -> nn.Module:
     """Loss module `loss_name`, configured by the `cfg.<loss_name>` section."""
-    klass = {
+    klass = _pick_class('loss', loss_name, {
         'l1': torch.nn.L1Loss,
         'l2': torch.nn.MSELoss,
         'mel': losses.MelSpectrogramL1Loss,
         'mrstft': losses.MRSTFTLoss,
         'msspec': losses.MultiScaleMelSpectrogramLoss,
         'sisnr': losses.SISNR,
-    }.get(loss_name)
-    if klass is None:
-        raise ValueError(f"Unknown loss '{loss_name}': use l1, l2, mel, mrstft, msspec or sisnr.")
+    })
     kwargs = dict(getattr(cfg, loss_name, None) or {})
     return klass(**kwargs)
 
@@ -170,13 +176,11 @@ def get_balancer(loss_weights: tp.Dict[str, float], cfg: omegaconf.DictConfig) -
 
 def get_adversary(name: str, cfg: omegaconf.DictConfig) -> nn.Module:
     """Discriminator `name` (msd, mpd or msstftd) configured by `cfg.<name>`."""
-    klass = {
+    klass = _pick_class('adversary', name, {
         'msd': adversarial.MultiScaleDiscriminator,
         'mpd': adversarial.MultiPeriodDiscriminator,
         'msstftd': adversarial.MultiScaleSTFTDiscriminator,
-    }.get(name)
-    if klass is None:
-        raise ValueError(f"Unknown adversary '{name}': use msd, mpd or msstftd.")
+    })
     return klass(**dict_from_config(getattr(cfg, name)))
 
 

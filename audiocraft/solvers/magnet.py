@@ -136,13 +136,7 @@ class MagnetSolver(MusicGenSolver):
         if self.is_training:
             self._optimize(loss, metrics)
         self.ce_per_codebook[stage] = ce.detach()
-        ce = ce.detach()
-        metrics['ce'] = ce
-        metrics['ppl'] = torch.exp(ce)
-        for k, ce_q in enumerate(self.ce_per_codebook):
-            metrics[f'ce_q{k + 1}'] = ce_q
-            metrics[f'ppl_q{k + 1}'] = torch.exp(ce_q)
-        return metrics
+        return self._add_ce_metrics(metrics, ce, self.ce_per_codebook)
 
 
 class AudioMagnetSolver(MagnetSolver):

@@ -74,21 +74,8 @@ class MusicGenSolver(base.StandardSolver):
                                  override_cfg: tp.Optional[tp.Union[dict, omegaconf.DictConfig]] = None,
                                  **kwargs: tp.Any) -> "MusicGenSolver":
         """Solver of XP `sig` with its best state, for evaluation (EMA off, FSDP off)."""
-        from audiocraft import train
-        our_override_cfg: tp.Dict[str, tp.Any] = {'optim': {'ema': {'use': False}}}
-        if dtype is not None:
-            our_override_cfg['dtype'] = dtype
-        if device is not None:
-            our_override_cfg['device'] = device
-        if batch_size is not None:
-            our_override_cfg['dataset'] = {'batch_size': batch_size}
-        our_override_cfg['autocast'] = autocast
-        override_cfg = omegaconf.OmegaConf.merge(
-            omegaconf.DictConfig(override_cfg or {}), omegaconf.DictConfig(our_override_cfg))  # type: ignore
-        solver = train.get_solver_from_sig(sig, override_cfg=override_cfg, load_best=True,
-                                           disable_fsdp=True, ignore_optimizers=True, **kwargs)
-        solver.model.eval()
-        return solver  # type: ignore
+        return base.load_eval_solver(sig, dtype=dtype, device=device, batch_size=batch_size, autocast=autocast,
+                                     override_cfg=override_cfg, **kwargs)
 
     def get_formatter(self, stage_name: str) -> flashy.Formatter:
         return flashy.Formatter({
@@ -334,6 +321,11 @@ class MusicGenSolver(base.StandardSolver):
             torch.cuda.set_sync_debug_mode('default')
         if self.is_training:
             self._optimize(loss, metrics)
+        return self._add_ce_metrics(metrics, ce, ce_per_codebook)
+
+    @staticmethod
+    def _add_ce_metrics(metrics: dict, ce: torch.Tensor, ce_per_codebook: tp.Sequence[torch.Tensor]) -> dict:
+        """Record the cross-entropy and perplexity, overall and per codebook (`ce_q1`, `ppl_q1`...)."""
         ce = ce.detach()
         metrics['ce'] = ce
         metrics['ppl'] = torch.exp(ce)

@@ -51,20 +51,24 @@ def _model_state(pkg: dict, prefer_ema: bool) -> dict:
     raise RuntimeError("Training checkpoint holds no model state ('ema', 'best_state' or 'model').")
 
 
-def export_encodec(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str]) -> Path:
-    """Export a compression training checkpoint into `compression_state_dict.bin` format.
-
-    The EMA weights are exported when the checkpoint has them, else the best state.
-    """
+def _export_model_state(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str], prefer_ema: bool) -> Path:
     from .. import __version__
     pkg = _load_training_checkpoint(checkpoint_path)
     new_pkg = {
-        'best_state': _model_state(pkg, prefer_ema=True),
+        'best_state': _model_state(pkg, prefer_ema=prefer_ema),
         'xp.cfg': _cfg_to_yaml(pkg['xp.cfg']),
         'version': __version__,
         'exported': True,
     }
     return _atomic_save(new_pkg, out_file)
+
+
+def export_encodec(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str]) -> Path:
+    """Export a compression training checkpoint into `compression_state_dict.bin` format.
+
+    The EMA weights are exported when the checkpoint has them, else the best state.
+    """
+    return _export_model_state(checkpoint_path, out_file, prefer_ema=True)
 
 
 def export_pretrained_compression_model(pretrained_encodec: str, out_file: tp.Union[Path, str]) -> Path:
@@ -83,12 +87,4 @@ def export_lm(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str
 
     As AudioCraft does, the best state is exported (the FSDP one when training used FSDP).
     """
-    from .. import __version__
-    pkg = _load_training_checkpoint(checkpoint_path)
-    new_pkg = {
-        'best_state': _model_state(pkg, prefer_ema=False),
-        'xp.cfg': _cfg_to_yaml(pkg['xp.cfg']),
-        'version': __version__,
-        'exported': True,
-    }
-    return _atomic_save(new_pkg, out_file)
+    return _export_model_state(checkpoint_path, out_file, prefer_ema=False)

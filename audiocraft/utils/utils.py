@@ -213,3 +213,17 @@ def load_clap_state_dict(clap_model: tp.Any, path: tp.Union[str, Path]) -> None:
     pkg = load_state_dict(str(path))
     pkg.pop('text_branch.embeddings.position_ids', None)
     clap_model.model.load_state_dict(pkg)
+
+
+def distributed_mean(total: torch.Tensor, weight: torch.Tensor, what: str) -> float:
+    """`total / weight`, both summed over workers when torch.distributed is initialized.
+
+    Raises RuntimeError naming `what` when the summed weight is zero (nothing accumulated).
+    """
+    import torch.distributed as dist
+    totals = torch.stack([total, weight])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    if totals[1].item() <= 0:
+        raise RuntimeError(f"{what}.compute called before any update with data.")
+    return (totals[0] / totals[1]).item()

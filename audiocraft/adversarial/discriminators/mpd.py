@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...modules.conv import NormConv2d
-from .base import MultiDiscriminator, MultiDiscriminatorOutputType
+from .base import MultiDiscriminator, apply_conv_stack
 
 
 def get_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -48,18 +48,13 @@ class PeriodDiscriminator(nn.Module):
                                     padding=((kernel_sizes[1] - 1) // 2, 0), norm=norm)
 
     def forward(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
-        fmap = []
         b, c, t = x.shape
         if t % self.period != 0:
             n_pad = self.period - (t % self.period)
             x = F.pad(x, (0, n_pad), 'reflect')
             t = t + n_pad
         x = x.view(b, c, t // self.period, self.period)
-        for conv in self.convs:
-            x = conv(x)
-            x = self.activation(x)
-            fmap.append(x)
-        x = self.conv_post(x)
+        x, fmap = apply_conv_stack(x, self.convs, self.activation, self.conv_post)
         fmap.append(x)
         return x, fmap
 
@@ -81,16 +76,3 @@ class MultiPeriodDiscriminator(MultiDiscriminator):
         self.discriminators = nn.ModuleList([
             PeriodDiscriminator(p, in_channels, out_channels, **kwargs) for p in periods
         ])
-
-    @property
-    def num_discriminators(self) -> int:
-        return len(self.discriminators)
-
-    def forward(self, x: torch.Tensor) -> MultiDiscriminatorOutputType:
-        logits = []
-        fmaps = []
-        for disc in self.discriminators:
-            logit, fmap = disc(x)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps

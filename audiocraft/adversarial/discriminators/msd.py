@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ...modules.conv import NormConv1d
-from .base import MultiDiscriminator, MultiDiscriminatorOutputType
+from .base import MultiDiscriminator, apply_conv_stack
 
 
 class ScaleDiscriminator(nn.Module):
@@ -66,12 +66,7 @@ class ScaleDiscriminator(nn.Module):
                                     padding=(kernel_sizes[1] - 1) // 2, norm=norm)
 
     def forward(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
-        fmap = []
-        for layer in self.convs:
-            x = layer(x)
-            x = self.activation(x)
-            fmap.append(x)
-        x = self.conv_post(x)
+        x, fmap = apply_conv_stack(x, self.convs, self.activation, self.conv_post)
         fmap.append(x)
         return x, fmap
 
@@ -87,18 +82,9 @@ class MultiScaleDiscriminator(MultiDiscriminator):
         ])
         self.downsample = nn.AvgPool1d(downsample_factor * 2, downsample_factor, padding=downsample_factor)
 
-    @property
-    def num_discriminators(self) -> int:
-        return len(self.discriminators)
-
-    def forward(self, x: torch.Tensor) -> MultiDiscriminatorOutputType:
-        logits = []
-        fmaps = []
-        for i, disc in enumerate(self.discriminators):
+    def _discriminator_inputs(self, x: torch.Tensor) -> tp.Iterator[torch.Tensor]:
+        for i in range(len(self.discriminators)):
             if i != 0:
                 # Each scale sees the audio pooled once more than the previous one (MelGAN design).
                 x = self.downsample(x)
-            logit, fmap = disc(x)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+            yield x

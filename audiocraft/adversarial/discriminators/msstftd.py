@@ -7,7 +7,7 @@ from einops import rearrange
 from torch import nn
 
 from ...modules.conv import NormConv2d
-from .base import MultiDiscriminator, MultiDiscriminatorOutputType
+from .base import MultiDiscriminator, apply_conv_stack
 
 
 def get_2d_padding(kernel_size: tp.Tuple[int, int], dilation: tp.Tuple[int, int] = (1, 1)) -> tp.Tuple[int, int]:
@@ -70,16 +70,10 @@ class DiscriminatorSTFT(nn.Module):
                                     norm=norm)
 
     def forward(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
-        fmap = []
         z = self.spec_transform(x)  # [B, C, freqs, frames], complex
         z = torch.cat([z.real, z.imag], dim=1)
         z = rearrange(z, 'b c w t -> b c t w')
-        for layer in self.convs:
-            z = layer(z)
-            z = self.activation(z)
-            fmap.append(z)
-        z = self.conv_post(z)
-        return z, fmap
+        return apply_conv_stack(z, self.convs, self.activation, self.conv_post)
 
 
 class MultiScaleSTFTDiscriminator(MultiDiscriminator):
@@ -98,19 +92,6 @@ class MultiScaleSTFTDiscriminator(MultiDiscriminator):
             for i in range(len(n_ffts))
         ])
 
-    @property
-    def num_discriminators(self) -> int:
-        return len(self.discriminators)
-
     def _separate_channels(self, x: torch.Tensor) -> torch.Tensor:
         B, C, T = x.shape
         return x.view(-1, 1, T)
-
-    def forward(self, x: torch.Tensor) -> MultiDiscriminatorOutputType:
-        logits = []
-        fmaps = []
-        for disc in self.discriminators:
-            logit, fmap = disc(x)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps

@@ -8,18 +8,12 @@ from .._base_explorers import BaseExplorer
 
 
 class CompressionExplorer(BaseExplorer):
+    """Training progress of compression models: bandwidth, adversarial and reconstruction losses."""
     eval_metrics = ["sisnr", "visqol"]
 
-    def stages(self) -> tp.List[str]:
-        return ["train", "valid", "evaluate"]
-
     def get_grid_meta(self) -> tp.List[_Node]:
-        return [
-            tt.leaf("index", align=">"),
-            tt.leaf("name", wrap=140),
-            tt.leaf("state"),
-            tt.leaf("sig", align=">"),
-        ]
+        # The base columns without the short id `sid`.
+        return [leaf for leaf in super().get_grid_meta() if leaf.key != 'sid']
 
     def get_grid_metrics(self) -> tp.List[_Node]:
         return [

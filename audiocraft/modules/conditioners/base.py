@@ -133,6 +133,17 @@ def nullify_joint_embed(embed: JointEmbedCondition) -> JointEmbedCondition:
     )
 
 
+def autocast_dtype_for(autocast_dtype: tp.Optional[str],
+                       device: tp.Union[torch.device, str]) -> tp.Optional[torch.dtype]:
+    """The torch dtype named `autocast_dtype` ('float16', ...), or None (no autocast) on CPU or when None."""
+    if autocast_dtype is None or str(device) == 'cpu':
+        return None
+    dtype = getattr(torch, autocast_dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"Invalid autocast_dtype '{autocast_dtype}'.")
+    return dtype
+
+
 class BaseConditioner(nn.Module):
     """Projects `dim`-sized features to the model's `output_dim` with `output_proj`.
 

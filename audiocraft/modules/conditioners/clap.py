@@ -4,7 +4,7 @@ import typing as tp
 
 import torch
 
-from .base import BaseConditioner, ConditionType, JointEmbedCondition
+from .base import BaseConditioner, ConditionType, JointEmbedCondition, autocast_dtype_for
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +23,7 @@ class JointEmbeddingConditioner(BaseConditioner):
         super().__init__(dim=dim, output_dim=output_dim)
         self.device = device
         self.attribute = attribute
-        self.autocast_dtype: tp.Optional[torch.dtype] = None
-        if autocast_dtype is not None and str(device) != 'cpu':
-            dtype = getattr(torch, autocast_dtype, None)
-            if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"Invalid autocast_dtype '{autocast_dtype}'.")
-            self.autocast_dtype = dtype
+        self.autocast_dtype = autocast_dtype_for(autocast_dtype, device)
         self.quantizer: tp.Optional[torch.nn.Module] = None
         if quantize:
             from ...quantization import ResidualVectorQuantizer  # type: ignore

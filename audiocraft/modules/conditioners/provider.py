@@ -24,9 +24,12 @@ class ConditioningProvider(nn.Module):
         self.device = device
         self.conditioners = nn.ModuleDict(conditioners)
 
+    def _names_of(self, kind: type) -> tp.List[str]:
+        return [name for name, conditioner in self.conditioners.items() if isinstance(conditioner, kind)]
+
     @property
     def joint_embed_conditions(self) -> tp.List[str]:
-        return [k for k, v in self.conditioners.items() if isinstance(v, JointEmbeddingConditioner)]
+        return self._names_of(JointEmbeddingConditioner)
 
     @property
     def has_joint_embed_conditions(self) -> bool:
@@ -34,11 +37,11 @@ class ConditioningProvider(nn.Module):
 
     @property
     def text_conditions(self) -> tp.List[str]:
-        return [k for k, v in self.conditioners.items() if isinstance(v, TextConditioner)]
+        return self._names_of(TextConditioner)
 
     @property
     def wav_conditions(self) -> tp.List[str]:
-        return [k for k, v in self.conditioners.items() if isinstance(v, WaveformConditioner)]
+        return self._names_of(WaveformConditioner)
 
     @property
     def has_wav_condition(self) -> bool:
@@ -84,64 +87,45 @@ class ConditioningProvider(nn.Module):
 
     def _collate_wavs(self, samples: tp.List[ConditioningAttributes]) -> tp.Dict[str, WavCondition]:
         """Stack per-sample mono waveforms [1, C, T] into a right-padded [B, 1, T_max] batch."""
-        wavs: tp.Dict[str, tp.List[torch.Tensor]] = defaultdict(list)
-        lengths: tp.Dict[str, tp.List[torch.Tensor]] = defaultdict(list)
-        sample_rates: tp.Dict[str, tp.List[int]] = defaultdict(list)
-        paths: tp.Dict[str, tp.List[tp.Optional[str]]] = defaultdict(list)
-        seek_times: tp.Dict[str, tp.List[tp.Optional[float]]] = defaultdict(list)
-        out: tp.Dict[str, WavCondition] = {}
-        for sample in samples:
-            for attribute in self.wav_conditions:
-                if attribute not in sample.wav:
-                    raise ValueError(f"Missing waveform condition '{attribute}'; pass a null WavCondition "
-                                     "(a [1, 1, 1] zero wav with length 0) when there is none.")
-                wav, length, sample_rate, path, seek_time = sample.wav[attribute]
-                if wav.dim() != 3 or wav.shape[0] != 1:
-                    raise ValueError(f"Waveform condition '{attribute}' must be [1, C, T], "
-                                     f"got shape {tuple(wav.shape)}.")
-                wav = wav.mean(1, keepdim=True)  # conditioning is mono
-                wavs[attribute].append(wav.flatten())
-                lengths[attribute].append(length)
-                sample_rates[attribute].extend(sample_rate)
-                paths[attribute].extend(path)
-                seek_times[attribute].extend(seek_time)
-        for attribute in self.wav_conditions:
-            if not wavs[attribute]:
-                continue
-            stacked, _ = collate(wavs[attribute], dim=0)
-            out[attribute] = WavCondition(stacked.unsqueeze(1), torch.cat(lengths[attribute]),
-                                          sample_rates[attribute], paths[attribute], seek_times[attribute])
-        return out
+        return _collate_waveform_conditions(
+            [sample.wav for sample in samples], self.wav_conditions, WavCondition,
+            missing="Missing waveform condition '{}'; pass a null WavCondition "
+                    "(a [1, 1, 1] zero wav with length 0) when there is none.",
+            what="Waveform condition")
 
     def _collate_joint_embeds(self, samples: tp.List[ConditioningAttributes]) -> tp.Dict[str, JointEmbedCondition]:
         """Stack joint (waveform, text) conditions like `_collate_wavs`, keeping the texts."""
-        texts: tp.Dict[str, tp.List[tp.Optional[str]]] = defaultdict(list)
-        wavs: tp.Dict[str, tp.List[torch.Tensor]] = defaultdict(list)
-        lengths: tp.Dict[str, tp.List[torch.Tensor]] = defaultdict(list)
-        sample_rates: tp.Dict[str, tp.List[int]] = defaultdict(list)
-        paths: tp.Dict[str, tp.List[tp.Optional[str]]] = defaultdict(list)
-        seek_times: tp.Dict[str, tp.List[tp.Optional[float]]] = defaultdict(list)
-        out: tp.Dict[str, JointEmbedCondition] = {}
-        for sample in samples:
-            for attribute in self.joint_embed_conditions:
-                if attribute not in sample.joint_embed:
-                    raise ValueError(f"Missing joint embedding condition '{attribute}'.")
-                wav, text, length, sample_rate, path, seek_time = sample.joint_embed[attribute]
-                if wav.dim() != 3 or wav.shape[0] != 1:
-                    raise ValueError(f"Joint embedding wav '{attribute}' must be [1, C, T], "
-                                     f"got shape {tuple(wav.shape)}.")
-                wav = wav.mean(1, keepdim=True)
-                wavs[attribute].append(wav.flatten())
-                texts[attribute].extend(text)
-                lengths[attribute].append(length)
-                sample_rates[attribute].extend(sample_rate)
-                paths[attribute].extend(path)
-                seek_times[attribute].extend(seek_time)
-        for attribute in self.joint_embed_conditions:
-            if not wavs[attribute]:
-                continue
-            stacked, _ = collate(wavs[attribute], dim=0)
-            out[attribute] = JointEmbedCondition(stacked.unsqueeze(1), texts[attribute],
-                                                 torch.cat(lengths[attribute]), sample_rates[attribute],
-                                                 paths[attribute], seek_times[attribute])
-        return out
+        return _collate_waveform_conditions(
+            [sample.joint_embed for sample in samples], self.joint_embed_conditions, JointEmbedCondition,
+            missing="Missing joint embedding condition '{}'.", what="Joint embedding wav")
+
+
+_Cond = tp.TypeVar('_Cond', WavCondition, JointEmbedCondition)
+
+
+def _collate_waveform_conditions(per_sample: tp.List[tp.Dict[str, tp.Any]], attributes: tp.List[str],
+                                 cls: tp.Type[_Cond], missing: str, what: str) -> tp.Dict[str, _Cond]:
+    """Batch the `cls` conditions of each sample: mono wavs right-padded to [B, 1, T_max],
+    lengths concatenated, and the per-sample lists (texts, sample rates, paths...) joined."""
+    collected: tp.Dict[str, tp.Dict[str, list]] = {attribute: defaultdict(list) for attribute in attributes}
+    for conditions in per_sample:
+        for attribute in attributes:
+            if attribute not in conditions:
+                raise ValueError(missing.format(attribute))
+            condition = cls._make(conditions[attribute])
+            if condition.wav.dim() != 3 or condition.wav.shape[0] != 1:
+                raise ValueError(f"{what} '{attribute}' must be [1, C, T], got shape {tuple(condition.wav.shape)}.")
+            fields = collected[attribute]
+            fields['wav'].append(condition.wav.mean(1, keepdim=True).flatten())  # conditioning is mono
+            fields['length'].append(condition.length)
+            for name in cls._fields[1:]:
+                if name != 'length':
+                    fields[name].extend(getattr(condition, name))
+    out: tp.Dict[str, _Cond] = {}
+    for attribute in attributes:
+        fields = collected[attribute]
+        if not fields['wav']:
+            continue
+        stacked, _ = collate(fields['wav'], dim=0)
+        out[attribute] = cls(**{**fields, 'wav': stacked.unsqueeze(1), 'length': torch.cat(fields['length'])})
+    return out

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from ...utils.utils import hash_trick, length_to_mask
-from .base import ConditionType, TextConditioner
+from .base import ConditionType, TextConditioner, autocast_dtype_for
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,7 @@ class T5Conditioner(TextConditioner):
         # Word dropout draws from its own generator: global RNG state never changes results.
         self.rng = torch.Generator()
         self.rng.manual_seed(seed)
-        self.autocast_dtype: tp.Optional[torch.dtype] = None
-        if autocast_dtype is not None and str(device) != 'cpu':
-            dtype = getattr(torch, autocast_dtype, None)
-            if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"Invalid autocast_dtype '{autocast_dtype}'.")
-            self.autocast_dtype = dtype
+        self.autocast_dtype = autocast_dtype_for(autocast_dtype, device)
         self.t5_tokenizer = tokenizer
         t5 = t5.train(mode=finetune)
         if finetune:

@@ -1,0 +1,283 @@
+"""Benchmark suite: generation speed, load time and codec speed on random release-shaped checkpoints.
+
+    python -m benchmarks.run --out benchmarks/results.json             # full run (~15 min on 2 cores)
+    python -m benchmarks.run --quick                                    # tiny shapes, < 30 s
+    python -m benchmarks.run --sections generate --models musicgen-small --precisions fp32,fp16
+
+Checkpoints are written once into `benchmarks/.cache` in the released format (see
+benchmarks/checkpoints.py) and loaded with `get_pretrained(folder)`: no hub access. Every
+timing is the best of `--repeats` runs (the machine may be shared: best-of-N is the least noisy
+estimate of what the code costs). Generation timings cover the whole `generate()` call (text
+conditioning, autoregressive steps and codec decoding). RTF is wall time / audio duration
+(below 1: faster than real time). musicgen-medium (1.8B parameters, 7.4 GB in float32) is only
+loaded, never run, unless named in `--models`.
+"""
+import argparse
+import datetime
+import gc
+import json
+import platform
+import sys
+import time
+import typing as tp
+
+import torch
+
+from . import checkpoints
+
+Row = tp.Dict[str, tp.Any]
+
+
+def best_time(fn: tp.Callable[[], tp.Any], repeats: int) -> tp.Tuple[float, tp.Any]:
+    """Best wall time of `repeats` calls of `fn` (after none: callers warm up explicitly) and the last result."""
+    best, result = float('inf'), None
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def ar_steps(lm: tp.Any, gen_len: int) -> int:
+    """Number of autoregressive steps `lm.generate` runs for `gen_len` frames without prompt."""
+    pattern = lm.pattern_provider.get_pattern(gen_len)
+    return len(pattern.layout) - pattern.get_first_step_with_timesteps(0)
+
+
+def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
+    """AR steps/s and RTF of `MusicGen.generate` for each precision, batch size and decoding mode."""
+    from audiocraft.models import MusicGen
+    model = MusicGen.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device='cpu')
+    gen_len = int(args.duration * model.frame_rate)
+    steps = ar_steps(model.lm, gen_len)
+    rows: tp.List[Row] = []
+    reference: tp.Dict[int, torch.Tensor] = {}
+    for precision in args.precisions:
+        model.optimize_for_cpu(precision)
+        for batch in args.batches:
+            descriptions = [f'warm lo-fi piano with soft drums, take {i}' for i in range(batch)]
+            for mode in args.modes:
+                model.set_generation_params(use_sampling=(mode == 'sampling'), top_k=250, duration=args.duration,
+                                            cfg_coef=3.0)
+                torch.manual_seed(0)
+                model.generate(descriptions)  # warm-up (allocations, oneDNN primitive caches)
+                seconds, (_, tokens) = best_time(
+                    lambda: model.generate(descriptions, return_tokens=True), args.repeats)
+                row: Row = {
+                    'section': 'generate', 'model': shape, 'precision': precision, 'batch': batch, 'mode': mode,
+                    'duration_s': args.duration, 'ar_steps': steps, 'seconds': seconds,
+                    'steps_per_s': steps / seconds, 'rtf': seconds / args.duration}
+                if mode == 'greedy':
+                    if precision == 'fp32':
+                        reference[batch] = tokens
+                    elif batch in reference:
+                        row['token_agreement_vs_fp32'] = (tokens == reference[batch]).float().mean().item()
+                rows.append(row)
+                report(row)
+    model.optimize_for_cpu('fp32')
+    del model
+    gc.collect()
+    return rows
+
+
+def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
+    """Wall time of `MAGNeT.generate` (batch 1, greedy, one run) with few decoding steps."""
+    from audiocraft.models import MAGNeT
+    model = MAGNeT.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device='cpu')
+    rows = []
+    # Each pass runs the whole sequence (compute bound, tens of seconds at full size): fp32 and fp16 only.
+    for precision in [p for p in args.precisions if p in ('fp32', 'fp16')]:
+        model.optimize_for_cpu(precision)
+        model.set_generation_params(use_sampling=False, decoding_steps=args.magnet_steps)
+        seconds, _ = best_time(lambda: model.generate(['warm lo-fi piano']), 1)
+        passes = sum(args.magnet_steps)
+        row = {'section': 'magnet', 'model': shape, 'precision': precision, 'batch': 1, 'mode': 'greedy',
+               'duration_s': model.duration, 'decoding_steps': list(args.magnet_steps), 'seconds': seconds,
+               'steps_per_s': passes / seconds, 'rtf': seconds / model.duration}
+        rows.append(row)
+        report(row)
+    del model
+    gc.collect()
+    return rows
+
+
+def naive_load(folder: str) -> tp.Any:
+    """AudioCraft-style loading, the 'before' of load time: build with random init, then copy weights."""
+    from omegaconf import OmegaConf
+    from audiocraft.models import builders
+    pkg = torch.load(f'{folder}/state_dict.bin', map_location='cpu', weights_only=True)
+    cfg = OmegaConf.create(pkg['xp.cfg'])
+    cfg.device, cfg.dtype = 'cpu', 'float32'
+    lm = builders.get_lm_model(cfg)
+    lm.load_state_dict(pkg['best_state'])
+    return lm.eval()
+
+
+def bench_load(shape: str, args: argparse.Namespace) -> tp.List[Row]:
+    """`MusicGen.get_pretrained(folder)` wall time (LM, T5 conditioner and codec), optionally vs naive."""
+    from audiocraft.models import MusicGen
+    folder = str(checkpoints.pretrained_folder(shape, args.cache_dir))
+    rows = []
+    variants: tp.List[tp.Tuple[str, tp.Callable[[], tp.Any]]] = [
+        ('get_pretrained', lambda: MusicGen.get_pretrained(folder, device='cpu'))]
+    if args.load_baseline:
+        variants.append(('naive_build_then_load_lm_only', lambda: naive_load(folder)))
+    for name, fn in variants:
+        best = float('inf')
+        for _ in range(max(1, args.repeats - 1)):
+            gc.collect()
+            start = time.perf_counter()
+            model = fn()
+            best = min(best, time.perf_counter() - start)
+            del model
+        row = {'section': 'load', 'model': shape, 'variant': name, 'seconds': best}
+        rows.append(row)
+        report(row)
+        gc.collect()
+    return rows
+
+
+def bench_codec(shape: str, args: argparse.Namespace) -> tp.List[Row]:
+    """EnCodec encode and decode real-time factors (batch 1) on `--codec-seconds` of audio."""
+    from audiocraft.models import CompressionModel
+    folder = checkpoints.pretrained_folder(args.models_for_codec, args.cache_dir)
+    model = CompressionModel.get_pretrained(str(folder), device='cpu')
+    rows = []
+    for seconds_audio in args.codec_seconds:
+        wav = torch.randn(1, model.channels, int(seconds_audio * model.sample_rate)) * 0.1
+        with torch.no_grad():
+            codes, scale = model.encode(wav)
+            model.decode(codes, scale)
+            enc, _ = best_time(lambda: model.encode(wav), args.repeats)
+            dec, _ = best_time(lambda: model.decode(codes, scale), args.repeats)
+        for op, sec in [('encode', enc), ('decode', dec)]:
+            row = {'section': 'codec', 'model': shape, 'op': op, 'duration_s': seconds_audio, 'seconds': sec,
+                   'rtf': sec / seconds_audio}
+            rows.append(row)
+            report(row)
+    return rows
+
+
+def report(row: Row) -> None:
+    """One progress line per measurement."""
+    keys = ['section', 'model', 'precision', 'variant', 'op', 'batch', 'mode']
+    label = ' '.join(str(row[k]) for k in keys if k in row)
+    extra = f" {row['steps_per_s']:.2f} steps/s" if 'steps_per_s' in row else ''
+    extra += f" RTF {row['rtf']:.3f}" if 'rtf' in row else ''
+    extra += f" tokens={row['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in row else ''
+    print(f"  {label}: {row['seconds']:.3f} s{extra}", flush=True)
+
+
+def table(rows: tp.List[Row]) -> str:
+    """A plain-text summary table of all rows."""
+    header = ['section', 'model', 'what', 'batch', 'seconds', 'steps/s', 'RTF', 'tok=fp32']
+    lines = []
+    for r in rows:
+        what = '/'.join(str(r[k]) for k in ('precision', 'mode', 'variant', 'op') if k in r)
+        lines.append([r['section'], r['model'], what, str(r.get('batch', '')), f"{r['seconds']:.3f}",
+                      f"{r['steps_per_s']:.2f}" if 'steps_per_s' in r else '',
+                      f"{r['rtf']:.3f}" if 'rtf' in r else '',
+                      f"{r['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in r else ''])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+
+    def fmt(cells: tp.List[str]) -> str:
+        return '| ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths)) + ' |'
+    return '\n'.join([fmt(header), '|' + '|'.join('-' * (w + 2) for w in widths) + '|'] + [fmt(x) for x in lines])
+
+
+def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default=None, help="Write the results as JSON to this file.")
+    parser.add_argument('--quick', action='store_true',
+                        help="Tiny shapes, one repeat, batch 1: a smoke test of the whole suite (< 30 s).")
+    parser.add_argument('--sections', default='generate,magnet,load,codec',
+                        help="Comma separated subset of: generate, magnet, load, codec.")
+    parser.add_argument('--models', default=None,
+                        help="LM shapes for 'generate' (default musicgen-small; quick: musicgen-tiny). "
+                             f"Known: {', '.join(checkpoints.SHAPES)}.")
+    parser.add_argument('--load-models', default=None,
+                        help="Shapes for 'load' (default musicgen-small,musicgen-medium; quick: musicgen-tiny).")
+    parser.add_argument('--load-baseline', action='store_true',
+                        help="Also time naive loading (random init + load_state_dict), the 'before'.")
+    parser.add_argument('--precisions', default='fp32,fp16,bf16,int8',
+                        help="Comma separated: fp32 (default path), fp16, bf16, int8 (optimize_for_cpu).")
+    parser.add_argument('--batches', default='1,4', help="Comma separated batch sizes.")
+    parser.add_argument('--modes', default='greedy,sampling', help="Comma separated: greedy, sampling.")
+    parser.add_argument('--duration', type=float, default=1.0, help="Seconds of audio per generation.")
+    parser.add_argument('--magnet-steps', default='2,1,1,1', help="MAGNeT decoding steps per codebook.")
+    parser.add_argument('--codec-seconds', default='1,10', help="Audio durations for the codec benchmark.")
+    parser.add_argument('--threads', type=int, default=2, help="torch.set_num_threads value.")
+    parser.add_argument('--repeats', type=int, default=3, help="Timed runs per measurement (best is kept).")
+    parser.add_argument('--cache-dir', default=None, help="Where random checkpoints are written (benchmarks/.cache).")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(',') if s.strip()]
+    unknown = set(sections) - {'generate', 'magnet', 'load', 'codec'}
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
+    args.sections = sections
+    if args.quick:
+        args.models = args.models or 'musicgen-tiny'
+        args.load_models = args.load_models or 'musicgen-tiny'
+        args.repeats = 1
+        args.batches = '1'
+        args.codec_seconds = '1'
+    args.models = [m for m in (args.models or 'musicgen-small').split(',') if m]
+    args.load_models = [m for m in (args.load_models or 'musicgen-small,musicgen-medium').split(',') if m]
+    for shape in args.models + args.load_models:
+        if shape not in checkpoints.SHAPES or shape.startswith('magnet'):
+            parser.error(f"unknown MusicGen shape {shape!r}; known: "
+                         f"{[s for s in checkpoints.SHAPES if s.startswith('musicgen')]}")
+    args.magnet_model = 'magnet-tiny' if args.quick else 'magnet-small'
+    args.models_for_codec = 'musicgen-tiny' if args.quick else 'musicgen-small'
+    args.precisions = [p for p in args.precisions.split(',') if p]
+    if 'fp32' not in args.precisions:
+        args.precisions.insert(0, 'fp32')
+    args.batches = [int(b) for b in args.batches.split(',') if b]
+    args.modes = [m for m in args.modes.split(',') if m]
+    if set(args.modes) - {'greedy', 'sampling'}:
+        parser.error("--modes takes greedy and/or sampling")
+    args.magnet_steps = [int(s) for s in args.magnet_steps.split(',')]
+    args.codec_seconds = [float(s) for s in args.codec_seconds.split(',')]
+    return args
+
+
+def environment(args: argparse.Namespace) -> tp.Dict[str, tp.Any]:
+    cpu = platform.processor()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    return {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'torch': torch.__version__, 'python': platform.python_version(), 'cpu': cpu,
+            'threads': torch.get_num_threads(), 'repeats': args.repeats, 'quick': args.quick,
+            'timing': 'best of repeats, wall clock; whole generate() call'}
+
+
+def main(argv: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Any]:
+    args = parse_args(argv)
+    checkpoints.use_offline_hub()
+    torch.set_num_threads(args.threads)
+    rows: tp.List[Row] = []
+    print(f"Benchmarks on {args.threads} threads, best of {args.repeats}:", flush=True)
+    if 'generate' in args.sections:
+        for shape in args.models:
+            rows += bench_generate(shape, args)
+    if 'magnet' in args.sections:
+        rows += bench_magnet(args.magnet_model, args)
+    if 'codec' in args.sections:
+        rows += bench_codec('encodec-tiny' if args.quick else 'encodec-32khz', args)
+    if 'load' in args.sections:
+        for shape in args.load_models:
+            rows += bench_load(shape, args)
+    results = {'environment': environment(args), 'results': rows}
+    print(table(rows))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+        print(f"Wrote {args.out}")
+    return results
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
