@@ -174,6 +174,8 @@ def table(rows: tp.List[Row]) -> str:
     lines = []
     for r in rows:
         what = '/'.join(str(r[k]) for k in ('precision', 'mode', 'variant', 'op') if k in r)
+        if r['section'] == 'codec':
+            what += f" {r['duration_s']:g}s"
         lines.append([r['section'], r['model'], what, str(r.get('batch', '')), f"{r['seconds']:.3f}",
                       f"{r['steps_per_s']:.2f}" if 'steps_per_s' in r else '',
                       f"{r['rtf']:.3f}" if 'rtf' in r else '',

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 import pickle
+import zipfile
 import typing as tp
 
 import torch
@@ -45,11 +46,13 @@ def looks_like_local_path(name: str) -> bool:
 
 
 def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], name: str,
-                local: bool = True) -> tp.Any:
+                local: bool = True, mmap: bool = False) -> tp.Any:
     """`torch.load` with clear errors for missing, truncated or non-torch files.
 
     Tensors-only loading is tried first; local files that hold other objects (e.g. training
     checkpoints) are then unpickled fully, as AudioCraft does. Downloaded files never are.
+    With `mmap`, zip-format files loaded to CPU are memory-mapped instead of read into memory:
+    only for callers that copy every tensor out before returning (see build_meta_and_load).
     """
     path = Path(path)
     if not path.is_file():
@@ -57,7 +60,8 @@ def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], 
     if path.stat().st_size == 0:
         raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is empty; download it again.")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        use_mmap = mmap and str(device) == 'cpu' and zipfile.is_zipfile(path)
+        return torch.load(path, map_location=device, weights_only=True, mmap=use_mmap)
     except pickle.UnpicklingError as exc:
         if 'weights_only' not in str(exc) or not local:
             raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is corrupt or not a torch "
@@ -76,13 +80,14 @@ def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], 
 
 
 def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str] = None,
-                    device: tp.Union[torch.device, str] = 'cpu', cache_dir: tp.Optional[str] = None) -> tp.Any:
+                    device: tp.Union[torch.device, str] = 'cpu', cache_dir: tp.Optional[str] = None,
+                    mmap: bool = False) -> tp.Any:
     """Load a torch checkpoint given a file, a folder holding `filename`, an https:// URL or a hub repo id."""
     if cache_dir is None:
         cache_dir = get_audiocraft_cache_dir()
     name = str(file_or_url_or_id)
     if os.path.isfile(name):
-        return _torch_load(name, device, name)
+        return _torch_load(name, device, name, mmap=mmap)
     if os.path.isdir(name):
         if filename is None:
             raise ValueError(f"{name!r} is a folder: a filename to look for inside it is needed.")
@@ -90,7 +95,7 @@ def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optiona
         if not file.is_file():
             raise FileNotFoundError(f"Folder {name!r} does not contain {filename!r}. A pretrained folder holds "
                                     f"{LM_FILENAME} and/or {COMPRESSION_FILENAME}.")
-        return _torch_load(file, device, name)
+        return _torch_load(file, device, name, mmap=mmap)
     if name.startswith('https://'):
         try:
             return torch.hub.load_state_dict_from_url(name, map_location=device, check_hash=True)
@@ -108,13 +113,17 @@ def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optiona
                                library_name="audiocraft", library_version=__version__)
     except Exception as exc:  # offline, unreachable, unknown repo or file, invalid repo id
         raise FileNotFoundError(hub_unavailable_message(name, f"a hub repo holding {filename}", exc)) from exc
-    return _torch_load(file, device, name, local=False)
+    return _torch_load(file, device, name, local=False, mmap=mmap)
 
 
 def load_compression_model_ckpt(file_or_url_or_id: tp.Union[Path, str],
-                                cache_dir: tp.Optional[str] = None) -> dict:
-    """The raw `compression_state_dict.bin` package (full form or `{'pretrained': NAME}` pointer)."""
-    pkg = _get_state_dict(file_or_url_or_id, filename=COMPRESSION_FILENAME, cache_dir=cache_dir)
+                                cache_dir: tp.Optional[str] = None, mmap: bool = False) -> dict:
+    """The raw `compression_state_dict.bin` package (full form or `{'pretrained': NAME}` pointer).
+
+    `mmap=True` memory-maps local files: the tensors then read from the file lazily (copy them
+    before the file may change).
+    """
+    pkg = _get_state_dict(file_or_url_or_id, filename=COMPRESSION_FILENAME, cache_dir=cache_dir, mmap=mmap)
     _check_package(pkg, str(file_or_url_or_id), allow_pointer=True)
     return pkg
 
@@ -161,7 +170,11 @@ def build_meta_and_load(build: tp.Callable[[], nn.Module], state_dict: tp.Dict[s
         if tuple(value.shape) != tuple(target.shape):
             raise RuntimeError(f"Checkpoint of {name!r}: {key} has shape {tuple(value.shape)}, "
                                f"the model expects {tuple(target.shape)}.")
-        converted[key] = value.to(device=device, dtype=target.dtype)
+        tensor = value.to(device=device, dtype=target.dtype)
+        if tensor.untyped_storage().data_ptr() == value.untyped_storage().data_ptr():
+            # Never keep the loaded storage itself: it may be a memory map of the file.
+            tensor = tensor.clone()
+        converted[key] = tensor
     model.load_state_dict(converted, strict=True, assign=True)
     leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if leftover:
@@ -190,7 +203,7 @@ def load_compression_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Un
     """
     from . import builders
     from .encodec import CompressionModel
-    pkg = load_compression_model_ckpt(file_or_url_or_id, cache_dir=cache_dir)
+    pkg = load_compression_model_ckpt(file_or_url_or_id, cache_dir=cache_dir, mmap=True)
     if 'pretrained' in pkg:
         return CompressionModel.get_pretrained(pkg['pretrained'], device=device)
     cfg = package_config(pkg, device)
@@ -202,9 +215,13 @@ def load_compression_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Un
     return model
 
 
-def load_lm_model_ckpt(file_or_url_or_id: tp.Union[Path, str], cache_dir: tp.Optional[str] = None) -> dict:
-    """The raw LM package (`state_dict.bin`): {'best_state', 'xp.cfg', 'version', 'exported'}."""
-    pkg = _get_state_dict(file_or_url_or_id, filename=LM_FILENAME, cache_dir=cache_dir)
+def load_lm_model_ckpt(file_or_url_or_id: tp.Union[Path, str], cache_dir: tp.Optional[str] = None,
+                       mmap: bool = False) -> dict:
+    """The raw LM package (`state_dict.bin`): {'best_state', 'xp.cfg', 'version', 'exported'}.
+
+    `mmap=True` memory-maps local files (see load_compression_model_ckpt).
+    """
+    pkg = _get_state_dict(file_or_url_or_id, filename=LM_FILENAME, cache_dir=cache_dir, mmap=mmap)
     _check_package(pkg, str(file_or_url_or_id))
     return pkg
 
@@ -231,7 +248,7 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     The config is kept as `model.cfg`.
     """
     from . import builders
-    pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir)
+    pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir, mmap=True)
     cfg = package_config(pkg, device)
     cfg.dtype = 'float32' if cfg.device == 'cpu' else 'float16'
     _delete_param(cfg, 'conditioners.self_wav.chroma_stem.cache_path')
@@ -254,7 +271,7 @@ def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_mod
     switched (AudioCraft forces xformers process-wide here; SDPA applies the masks itself).
     """
     from . import builders
-    pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir)
+    pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir, mmap=True)
     cfg = package_config(pkg, device)
     if cfg.get('lm_model') != 'transformer_lm_magnet':
         raise ValueError(f"Checkpoint {str(file_or_url_or_id)!r} is not a MAGNeT model (lm_model="

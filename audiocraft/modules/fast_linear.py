@@ -3,9 +3,10 @@
 Why this exists: autoregressive decoding multiplies 1 to 8 rows (batch x CFG) by every weight
 matrix at each step, so it is bound by how fast the weights stream from memory. On CPU, the
 default float32 GEMM (MKL) handles such skinny products at a fraction of the memory bandwidth
-(measured 3 to 8 GB/s on a 2-core AMD EPYC that streams ~37 GB/s), while oneDNN's inner product
-(`torch.ops.mkldnn._linear_pointwise`) reads the same float32 weights 2 to 4x faster. `linear`
-below uses it for small row counts at inference; results differ from `F.linear` only by the
+(measured 6 to 8 GB/s on a 2-core AMD EPYC that streams ~37 GB/s), while oneDNN's inner product
+(`torch.ops.mkldnn._linear_pointwise`) reads the same float32 weights 4x faster; on large
+products (MAGNeT's full-sequence passes, prompts) it also runs ~2x more FLOP/s there. `linear`
+below uses it at CPU inference (no gradient needed); results differ from `F.linear` only by the
 float32 summation order (~1e-6 relative).
 
 Reduced precision is opt-in, per model, with `pack_linear_weights(module, precision)`: each
@@ -25,9 +26,6 @@ from torch import nn
 import torch.nn.functional as F
 
 PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
-# Up to this many rows, oneDNN's inner product beats the default float32 GEMM on CPU; above it
-# the product is compute bound and the default path (and its exact numerics) is kept.
-MAX_FAST_ROWS = 16
 _PACKED_ATTR = '_packed_linears'
 
 
@@ -121,14 +119,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor
     """`F.linear(x, weight, bias)`, with a faster kernel at CPU inference when one applies.
 
     `packed` (opt-in reduced precision) is used whenever no gradient is needed; otherwise,
-    float32 products of at most MAX_FAST_ROWS rows on CPU go through oneDNN.
+    float32 products on CPU go through oneDNN when no gradient is needed.
     """
     if _needs_autograd(x, weight) or (bias is not None and torch.is_grad_enabled() and bias.requires_grad):
         return F.linear(x, weight, bias)
     if packed is not None:
         return packed(x, weight, bias)
     if (x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.dim() >= 2 and x.numel() <= MAX_FAST_ROWS * x.shape[-1] and x.numel() > 0
+            and x.dim() >= 2 and x.numel() > 0
             and weight.is_contiguous() and (bias is None or bias.dtype == torch.float32)
             and _onednn_linear_available()):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, 'none', [], '')

@@ -1,0 +1,201 @@
+"""The optimised inference paths compute what the plain ones do (no timing assertions here).
+
+- the oneDNN float32 linear (default at CPU inference) vs `F.linear`;
+- generation with the KV cache vs recomputing the whole prefix at every step;
+- opt-in packed weights (`optimize_for_cpu`): 'fp16' is exact up to summation order for
+  float16-representable weights (as released checkpoints are), 'bf16' and 'int8' stay within
+  the tolerances documented in docs/MUSICGEN.md ("Performance");
+- loading memory-maps the checkpoint but never keeps references into the file;
+- the benchmark suite runs end to end in its quick mode.
+"""
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audiocraft.models import MusicGen
+from audiocraft.models.loaders import load_lm_model
+from audiocraft.modules import fast_linear
+from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, ConditioningAttributes
+
+# Documented tolerances of the reduced precisions on logits: max |error| / max |fp32 logit|.
+RELATIVE_TOLERANCE = {'fp16': 1e-5, 'bf16': 3e-2, 'int8': 1.5e-1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def musicgen(cases_dir):
+    model = MusicGen.get_pretrained(str(cases_dir / 'musicgen_text_tiny'), device='cpu')
+    yield model
+    model.optimize_for_cpu('fp32')
+
+
+def _greedy_tokens(model: MusicGen, descriptions=('80s pop', 'calm piano'), duration: float = 0.5):
+    model.set_generation_params(use_sampling=False, duration=duration, cfg_coef=3.0)
+    return model.generate(list(descriptions), return_tokens=True)[1]
+
+
+def test_fast_linear_matches_f_linear():
+    torch.manual_seed(0)
+    weight, bias = torch.randn(96, 64), torch.randn(96)
+    for shape in [(1, 64), (2, 1, 64), (4, 3, 64), (40, 64)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            out = fast_linear.linear(x, weight, bias)
+        assert out.shape == F.linear(x, weight, bias).shape
+        assert torch.allclose(out, F.linear(x, weight, bias), atol=1e-5, rtol=1e-5)
+    # Non-contiguous inputs and an empty batch.
+    x = torch.randn(64, 2).t()
+    assert torch.allclose(fast_linear.linear(x, weight), F.linear(x, weight), atol=1e-5)
+    assert fast_linear.linear(torch.randn(0, 64), weight).shape == (0, 96)
+
+
+def test_fast_linear_keeps_autograd():
+    layer = fast_linear.FastLinear(8, 4)
+    x = torch.randn(2, 8, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    assert isinstance(layer, torch.nn.Linear) and set(layer.state_dict()) == {'weight', 'bias'}
+
+
+def test_default_path_tokens_equal_plain_path(musicgen, monkeypatch):
+    fast = _greedy_tokens(musicgen)
+    monkeypatch.setattr(fast_linear, '_onednn_linear_available', lambda: False)  # all through F.linear
+    plain = _greedy_tokens(musicgen)
+    assert torch.equal(fast, plain)
+
+
+def test_kv_cache_matches_full_recomputation(musicgen):
+    """Greedy CFG decoding with the streaming cache equals re-running the whole prefix each step."""
+    lm = musicgen.lm
+    cached = _greedy_tokens(musicgen, duration=0.3)
+    attributes, _ = musicgen._prepare_tokens_and_attributes(['80s pop', 'calm piano'], None)
+    conditions = attributes + ClassifierFreeGuidanceDropout(p=1.0)(attributes)
+    with torch.no_grad():
+        cfg_conditions = lm.condition_provider(lm.condition_provider.tokenize(conditions))
+        B, K, T = len(attributes), lm.num_codebooks, cached.shape[-1]
+        pattern = lm.pattern_provider.get_pattern(T)
+        codes = torch.full((B, K, T), -1, dtype=torch.long)
+        sequence, _, mask = pattern.build_pattern_sequence(codes, lm.special_token_id)
+        for offset in range(pattern.get_first_step_with_timesteps(0), sequence.shape[-1]):
+            # No streaming(): every call recomputes all steps before `offset` from scratch.
+            next_token = lm._sample_next_token(sequence[..., :offset], cfg_conditions, {}, use_sampling=False,
+                                               cfg_coef=3.0, two_step_cfg=False)
+            next_token = torch.where(mask[..., offset:offset + 1], next_token, lm.special_token_id)
+            sequence[..., offset:offset + 1] = next_token
+        recomputed, _, _ = pattern.revert_pattern_sequence(sequence, special_token=-1)
+    assert torch.equal(recomputed[..., :T], cached)
+
+
+def _relative_logit_error(lm, precision: str) -> float:
+    torch.manual_seed(1)
+    codes = torch.randint(0, lm.card, (2, lm.num_codebooks, 20))
+    attributes = [ConditioningAttributes(text={'description': d}) for d in ['80s pop', None]]
+    with torch.no_grad():
+        fast_linear.pack_linear_weights(lm, 'fp32')
+        ref = lm.compute_predictions(codes, attributes).logits
+        fast_linear.pack_linear_weights(lm, precision)
+        out = lm.compute_predictions(codes, attributes).logits
+        fast_linear.pack_linear_weights(lm, 'fp32')
+    valid = ~torch.isnan(ref)
+    return ((out - ref)[valid].abs().max() / ref[valid].abs().max()).item()
+
+
+@pytest.mark.parametrize('precision', ['fp16', 'bf16', 'int8'])
+def test_reduced_precision_logits_within_tolerance(cases_dir, precision):
+    lm = load_lm_model(cases_dir / 'musicgen_text_tiny', device='cpu')
+    with torch.no_grad():  # as released: float16-representable weights
+        for param in lm.parameters():
+            param.copy_(param.half().float())
+    error = _relative_logit_error(lm, precision)
+    assert 0 < error <= RELATIVE_TOLERANCE[precision] or (precision == 'fp16' and error == 0), error
+
+
+def test_fp16_generation_tokens_equal_fp32(musicgen):
+    with torch.no_grad():
+        for param in musicgen.lm.parameters():
+            param.copy_(param.half().float())  # released weights are float16
+    reference = _greedy_tokens(musicgen)
+    musicgen.optimize_for_cpu('fp16')
+    try:
+        assert torch.equal(_greedy_tokens(musicgen), reference)
+    finally:
+        musicgen.optimize_for_cpu('fp32')
+
+
+def test_bf16_and_int8_generation_then_back_to_fp32(musicgen):
+    reference = _greedy_tokens(musicgen)
+    for precision in ['bf16', 'int8']:
+        musicgen.optimize_for_cpu(precision)
+        tokens = _greedy_tokens(musicgen)
+        assert tokens.shape == reference.shape
+        assert ((tokens >= 0) & (tokens < musicgen.lm.card)).all(), precision
+        # Tiny random models have near-tied logits, so agreement with fp32 is only reported by the
+        # benchmark (`token_agreement_vs_fp32`); accuracy is bounded by the logits test above.
+        assert fast_linear.get_packed(musicgen.lm.linears[0]).precision == precision
+        musicgen.optimize_for_cpu('fp32')
+        assert fast_linear.get_packed(musicgen.lm.linears[0]) is None
+        assert torch.equal(_greedy_tokens(musicgen), reference)
+
+
+def test_packed_weights_follow_parameter_updates():
+    torch.manual_seed(0)
+    layer = fast_linear.FastLinear(64, 32).eval()
+    assert fast_linear.pack_linear_weights(layer, 'fp16') == 1
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)  # in-place update after packing
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-3)
+        layer.weight = torch.nn.Parameter(torch.randn(32, 64))  # replaced parameter
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-2)
+    # Under autograd the float32 parameters are used: gradients flow as usual.
+    layer(x).sum().backward()
+    assert layer.weight.grad is not None
+    assert fast_linear.pack_linear_weights(layer, 'fp32') == 0 and fast_linear.get_packed(layer) is None
+
+
+def test_optimize_for_cpu_rejects_bad_precision(musicgen):
+    with pytest.raises(ValueError, match='precision'):
+        musicgen.optimize_for_cpu('fp8')
+    with pytest.raises(ValueError, match='precision'):
+        fast_linear.pack_linear_weights(musicgen.lm, 'float16')
+    assert musicgen.optimize_for_cpu('fp32') is musicgen
+
+
+def test_loaded_weights_do_not_alias_the_checkpoint_file(cases_dir, tmp_path):
+    folder = tmp_path / 'model'
+    shutil.copytree(cases_dir / 'musicgen_text_tiny', folder)
+    lm = load_lm_model(folder, device='cpu')
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    path = folder / 'state_dict.bin'
+    size = path.stat().st_size
+    with open(path, 'r+b') as f:  # overwrite the file in place: a memory map would see this
+        f.write(b'\0' * size)
+    for key, value in lm.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_benchmark_quick_mode(tmp_path):
+    from benchmarks import run
+    out = tmp_path / 'results.json'
+    results = run.main(['--quick', '--cache-dir', str(tmp_path / 'cache'), '--out', str(out),
+                        '--precisions', 'fp32,int8', '--modes', 'greedy', '--threads', str(torch.get_num_threads())])
+    saved = json.loads(out.read_text())
+    assert saved['results'] == results['results']
+    sections = {row['section'] for row in saved['results']}
+    assert sections == {'generate', 'magnet', 'codec', 'load'}
+    generate = [row for row in saved['results'] if row['section'] == 'generate']
+    assert {row['precision'] for row in generate} == {'fp32', 'int8'}
+    assert all(row['steps_per_s'] > 0 and row['ar_steps'] == 53 for row in generate)
+    assert 0 <= generate[-1]['token_agreement_vs_fp32'] <= 1
+    with pytest.raises(SystemExit):
+        run.main(['--quick', '--sections', 'nope'])
