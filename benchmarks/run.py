@@ -75,8 +75,6 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
                 rows.append(row)
                 report(row)
     model.optimize_for_cpu('fp32')
-    del model
-    gc.collect()
     return rows
 
 
@@ -96,8 +94,6 @@ def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
                'steps_per_s': passes / seconds, 'rtf': seconds / model.duration}
         rows.append(row)
         report(row)
-    del model
-    gc.collect()
     return rows
 
 

@@ -57,6 +57,9 @@ def test_fast_linear_matches_f_linear():
     x = torch.randn(64, 2).t()
     assert torch.allclose(fast_linear.linear(x, weight), F.linear(x, weight), atol=1e-5)
     assert fast_linear.linear(torch.randn(0, 64), weight).shape == (0, 96)
+    # Mixed precision stays autocast's business.
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert fast_linear.linear(torch.randn(2, 64), weight).dtype == torch.bfloat16
 
 
 def test_fast_linear_keeps_autograd():

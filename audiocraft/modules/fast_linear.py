@@ -128,6 +128,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor
     if (x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.dim() >= 2 and x.numel() > 0
             and weight.is_contiguous() and (bias is None or bias.dtype == torch.float32)
+            and not torch.is_autocast_enabled('cpu')  # leave mixed precision to autocast
             and _onednn_linear_available()):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, 'none', [], '')
     return F.linear(x, weight, bias)
