@@ -39,7 +39,7 @@ NOT_RUN = {
     'make test': 'would run this test suite from inside itself',
     'make check-reference': 'runs the reference checker over every case: minutes of CPU, its own make target',
     'make lint': 'lint is a separate CI step',
-    'make bench': 'benchmarks take minutes and want a GPU',
+    'make bench': 'benchmarks write ~5 GB of random checkpoints and take minutes',
     'dora ': 'trains models (a minute for the smallest debug run, days for real ones); solvers have their own tests',
     'hf download': 'needs the network (Hugging Face Hub)',
     'python -m demos.': 'starts a long-running web server; tests/test_demos_browser.py drives the demos',
