@@ -13,13 +13,7 @@ from audiocraft.modules.conditioners import (ConditionFuser, ConditioningAttribu
 from audiocraft.utils import utils
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: one thread avoids OpenMP synchronisation costs on a shared, busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _unconditional_lm(**kwargs) -> LMModel:

@@ -24,12 +24,7 @@ from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, Condi
 RELATIVE_TOLERANCE = {'fp16': 1e-5, 'bf16': 3e-2, 'int8': 1.5e-1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,7 @@ from audiocraft.modules.transformer import (LayerScale, StreamingMultiheadAttent
                                             StreamingTransformerLayer, set_efficient_attention_backend)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: one thread avoids OpenMP synchronisation costs on a shared, busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _naive_attention(attn: StreamingMultiheadAttention, x: torch.Tensor, causal: bool,
