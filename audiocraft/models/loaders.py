@@ -239,17 +239,13 @@ def _delete_param(cfg: tp.Any, full_name: str) -> None:
     OmegaConf.set_struct(cfg, True)
 
 
-def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = 'cpu',
-                  cache_dir: tp.Optional[str] = None) -> nn.Module:
-    """Load an LM (MusicGen, AudioGen or MAGNeT) from an AudioCraft `state_dict.bin`.
-
-    The model is built from the checkpoint's `xp.cfg` on the meta device, then the weights are
-    assigned: float32 on CPU, float16 (transformer) on other devices, as AudioCraft does.
-    The config is kept as `model.cfg`.
-    """
+def _load_lm(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str],
+             cache_dir: tp.Optional[str], adapt_cfg: tp.Callable[[tp.Any], None] = lambda cfg: None) -> nn.Module:
+    """Shared LM loading: read the package, adapt its config, build on meta and assign the weights."""
     from . import builders
     pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir, mmap=True)
     cfg = package_config(pkg, device)
+    adapt_cfg(cfg)
     cfg.dtype = 'float32' if cfg.device == 'cpu' else 'float16'
     _delete_param(cfg, 'conditioners.self_wav.chroma_stem.cache_path')
     _delete_param(cfg, 'conditioners.args.merge_text_conditions_p')
@@ -261,6 +257,17 @@ def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch
     return model
 
 
+def load_lm_model(file_or_url_or_id: tp.Union[Path, str], device: tp.Union[torch.device, str] = 'cpu',
+                  cache_dir: tp.Optional[str] = None) -> nn.Module:
+    """Load an LM (MusicGen, AudioGen or MAGNeT) from an AudioCraft `state_dict.bin`.
+
+    The model is built from the checkpoint's `xp.cfg` on the meta device, then the weights are
+    assigned: float32 on CPU, float16 (transformer) on other devices, as AudioCraft does.
+    The config is kept as `model.cfg`.
+    """
+    return _load_lm(file_or_url_or_id, device, cache_dir)
+
+
 def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_model_frame_rate: int,
                          device: tp.Union[torch.device, str] = 'cpu', cache_dir: tp.Optional[str] = None
                          ) -> nn.Module:
@@ -270,20 +277,12 @@ def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_mod
     `dataset.segment_duration`, and spans from `masking.span_len`. No attention backend is
     switched (AudioCraft forces xformers process-wide here; SDPA applies the masks itself).
     """
-    from . import builders
-    pkg = load_lm_model_ckpt(file_or_url_or_id, cache_dir=cache_dir, mmap=True)
-    cfg = package_config(pkg, device)
-    if cfg.get('lm_model') != 'transformer_lm_magnet':
-        raise ValueError(f"Checkpoint {str(file_or_url_or_id)!r} is not a MAGNeT model (lm_model="
-                         f"{cfg.get('lm_model')!r}); load it with MusicGen/AudioGen.get_pretrained instead.")
-    cfg.dtype = 'float32' if cfg.device == 'cpu' else 'float16'
-    _delete_param(cfg, 'conditioners.args.merge_text_conditions_p')
-    _delete_param(cfg, 'conditioners.args.drop_desc_p')
-    cfg.transformer_lm.compression_model_framerate = compression_model_frame_rate
-    cfg.transformer_lm.segment_duration = cfg.dataset.segment_duration
-    cfg.transformer_lm.span_len = cfg.masking.span_len
-    model = build_meta_and_load(lambda: builders.get_lm_model(cfg), pkg['best_state'],
-                                device=device, name=str(file_or_url_or_id))
-    model.eval()
-    model.cfg = cfg
-    return model
+    def adapt_cfg(cfg: tp.Any) -> None:
+        if cfg.get('lm_model') != 'transformer_lm_magnet':
+            raise ValueError(f"Checkpoint {str(file_or_url_or_id)!r} is not a MAGNeT model (lm_model="
+                             f"{cfg.get('lm_model')!r}); load it with MusicGen/AudioGen.get_pretrained instead.")
+        cfg.transformer_lm.compression_model_framerate = compression_model_frame_rate
+        cfg.transformer_lm.segment_duration = cfg.dataset.segment_duration
+        cfg.transformer_lm.span_len = cfg.masking.span_len
+
+    return _load_lm(file_or_url_or_id, device, cache_dir, adapt_cfg)

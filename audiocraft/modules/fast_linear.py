@@ -53,8 +53,8 @@ def _fbgemm_available() -> bool:
         return False
 
 
-def _needs_autograd(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+def _needs_autograd(*tensors: tp.Optional[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 class PackedLinear:
@@ -121,7 +121,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor
     `packed` (opt-in reduced precision) is used whenever no gradient is needed; otherwise,
     float32 products on CPU go through oneDNN when no gradient is needed.
     """
-    if _needs_autograd(x, weight) or (bias is not None and torch.is_grad_enabled() and bias.requires_grad):
+    if _needs_autograd(x, weight, bias):
         return F.linear(x, weight, bias)
     if packed is not None:
         return packed(x, weight, bias)
