@@ -106,7 +106,7 @@ class BaseGenModel(ABC):
         stored in float16, so for them this is exact up to float32 summation order (greedy
         tokens match the default path in our tests); about 1.7x faster generation.
         'bf16': bfloat16 weights and activations (~1e-2 relative error on logits).
-        'int8': int8 per-channel weights, dynamically quantized activations (~3e-2 relative
+        'int8': int8 per-channel weights, dynamically quantized activations (~5e-2 relative
         error on logits; the fastest). 'fp32': back to the default float32 path.
         The float32 parameters are kept (state_dict and training are unaffected); packed copies
         add 2 (fp16, bf16) or 1 (int8) bytes per weight. See docs/MUSICGEN.md, "Performance".
