@@ -1,7 +1,9 @@
 """Golden MusicGen cases (tests/reference/cases): conditions, logits and greedy generations.
 
 Each case runs in its own process (this file is also a script: `python test_reference_cases.py
-CASE_DIR` prints the check results as JSON), so no state is shared between models.
+CASE_DIR [DECODE_OPTIONS_JSON]` prints the check results as JSON), so no state is shared between
+models. With decode options (e.g. '{"static": true}'), generation runs on the static-cache paths
+of `audiocraft.models.decoding` and must still reproduce the golden tokens.
 Tokens must be equal; waveforms, logits and condition tensors within 1e-4.
 """
 import json
@@ -57,8 +59,10 @@ def _generate(model, io: dict, name: str, gen: dict):
         model.max_duration = saved
 
 
-def run_case(case_dir: Path) -> tp.List[Result]:
-    """Load the case with MusicGen.get_pretrained and compare every output of io.pt."""
+def run_case(case_dir: Path, decode: tp.Optional[dict] = None) -> tp.List[Result]:
+    """Load the case with MusicGen.get_pretrained and compare every output of io.pt.
+
+    `decode`: fields of `DecodeOptions` to generate with (default decoding when None)."""
     import torch
     from audiocraft.models import MusicGen
     torch.set_num_threads(1)
@@ -74,6 +78,8 @@ def run_case(case_dir: Path) -> tp.List[Result]:
 
     model = MusicGen.get_pretrained(str(case_dir), device='cpu')
     lm = model.lm.eval()
+    if decode:
+        lm.set_decode_options(**decode)
     meta = (model.sample_rate, model.frame_rate, model.max_duration)
     check('meta', lambda: (meta == (io['sample_rate'], io['frame_rate'], io['max_duration']), str(meta)))
 
@@ -118,10 +124,14 @@ def run_case(case_dir: Path) -> tp.List[Result]:
     pytest.param('musicgen_melody_tiny', marks=pytest.mark.slow),
 ])
 def test_reference_case(case, cases_dir):
-    case_dir = cases_dir / case
+    _check_case(cases_dir / case)
+
+
+def _check_case(case_dir: Path, decode: tp.Optional[dict] = None) -> None:
+    """Run `run_case` in a fresh process and assert that every check passed."""
     env = dict(os.environ)  # conftest points the hub caches at tests/reference
-    proc = subprocess.run([sys.executable, __file__, str(case_dir)], capture_output=True, text=True, env=env,
-                          timeout=1200)
+    args = [sys.executable, __file__, str(case_dir)] + ([json.dumps(decode)] if decode else [])
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     expected_checks = {'meta', 'condition_tensors', 'predictions'}
@@ -132,4 +142,4 @@ def test_reference_case(case, cases_dir):
 
 
 if __name__ == '__main__':
-    print(json.dumps(run_case(Path(sys.argv[1]))))
+    print(json.dumps(run_case(Path(sys.argv[1]), json.loads(sys.argv[2]) if len(sys.argv) > 2 else None)))

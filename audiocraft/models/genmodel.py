@@ -99,7 +99,7 @@ class BaseGenModel(ABC):
         """Number of channels of the generated audio."""
         return self.compression_model.channels
 
-    def optimize_for_cpu(self, precision: str = 'fp16') -> 'BaseGenModel':
+    def optimize_for_cpu(self, precision: str = 'fp16', compile: bool = False) -> 'BaseGenModel':
         """Opt in to packed reduced-precision LM weights for faster CPU generation; returns self.
 
         'fp16': float16 weights, float32 activations and accumulation. Released checkpoints are
@@ -109,15 +109,49 @@ class BaseGenModel(ABC):
         'int8': int8 per-channel weights, dynamically quantized activations (~5e-2 relative
         error on logits; the fastest). 'fp32': back to the default float32 path.
         The float32 parameters are kept (state_dict and training are unaffected); packed copies
-        add 2 (fp16, bf16) or 1 (int8) bytes per weight. See docs/MUSICGEN.md, "Performance".
+        add 2 (fp16, bf16) or 1 (int8) bytes per weight. `compile=True` (fp32 only) compiles the
+        decoding step with torch.compile (about a minute of compilation on first use, no
+        measurable gain on a 2-core CPU: the step is bound by reading the weights). See
+        docs/MUSICGEN.md, "Performance".
         """
         from ..modules.fast_linear import PRECISIONS, pack_linear_weights
         if precision not in PRECISIONS:
             raise InvalidArgumentError(f"Unknown precision {precision!r}, expected one of {PRECISIONS}.")
         if precision != 'fp32' and self.device.type != 'cpu':
             raise InvalidArgumentError(f"optimize_for_cpu(precision={precision!r}) needs a model on CPU, this "
-                                       f"one is on {self.device}; on accelerators generation uses autocast.")
+                                       f"one is on {self.device}; on GPUs use optimize_for_gpu().")
+        if compile and precision != 'fp32':
+            raise InvalidArgumentError("compile=True works with precision='fp32' only (packed weights are opaque "
+                                       "to torch.compile).")
         pack_linear_weights(self.lm, precision)
+        self.lm.set_decode_options(compile=compile)
+        return self
+
+    def optimize_for_gpu(self, dtype: str = 'fp16', cuda_graph: bool = True, compile: bool = False
+                         ) -> 'BaseGenModel':
+        """Opt in to the fast GPU generation path; returns self.
+
+        dtype: 'fp16' (AudioCraft's autocast, the default on GPUs), 'bf16' (transformer weights
+        converted to bfloat16 once; wider range, fewer mantissa bits than the float16 release;
+        call get_pretrained again to go back), or 'fp32' (LM converted to float32, no autocast:
+        the reference numerics). cuda_graph: capture each decoding step once in a CUDA graph and
+        replay it (removes the per-step Python and launch overhead). compile: also compile the
+        step with torch.compile (minutes on first use). See `audiocraft.models.decoding`.
+        """
+        dtypes = {'fp16': torch.float16, 'bf16': torch.bfloat16, 'fp32': torch.float32}
+        if dtype not in dtypes:
+            raise InvalidArgumentError(f"Unknown dtype {dtype!r}, expected one of {sorted(dtypes)}.")
+        if self.device.type != 'cuda':
+            raise InvalidArgumentError(f"optimize_for_gpu() needs a model on a CUDA device, this one is on "
+                                       f"{self.device}; on CPU use optimize_for_cpu().")
+        if dtype == 'fp32':
+            self.lm.float()
+            self.autocast = TorchAutocast(enabled=False)
+        else:
+            if dtype == 'bf16':
+                self.lm.transformer.to(torch.bfloat16)
+            self.autocast = TorchAutocast(enabled=True, device_type='cuda', dtype=dtypes[dtype])
+        self.lm.set_decode_options(cuda_graph=cuda_graph, compile=compile)
         return self
 
     def set_custom_progress_callback(self, progress_callback: tp.Optional[ProgressCallback] = None) -> None:

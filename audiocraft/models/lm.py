@@ -20,6 +20,7 @@ from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDrop
                                     ConditioningAttributes, ConditioningProvider)
 from ..modules.conditioners.base import ConditionType
 from ..modules.streaming import State, StreamingModule
+from .decoding import DecodeOptions, StepRunner, cfg_logits
 from ..modules.fast_linear import FastLinear
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
@@ -154,6 +155,18 @@ class LMModel(StreamingModule):
         self._init_weights(weight_init, depthwise_init, zero_bias_init)
         # Set by the training solver when wrapping with FSDP; kept out of the module tree.
         self.__dict__['_fsdp'] = None
+        self.decode_options = DecodeOptions()
+
+    def set_decode_options(self, options: tp.Optional[DecodeOptions] = None, **kwargs: tp.Any) -> None:
+        """Choose how generation runs its decoding steps, for this model only.
+
+        Pass a `DecodeOptions` or its fields (static, compile, compile_mode, cuda_graph, window);
+        no argument restores the default eager path. See `audiocraft.models.decoding`.
+        """
+        if options is not None and kwargs:
+            raise InvalidArgumentError("Pass either a DecodeOptions or its fields, not both.")
+        self.decode_options = options if options is not None else DecodeOptions(**kwargs)
+        self.__dict__.pop('_compiled_cfg_logits', None)
 
     def _init_weights(self, weight_init: tp.Optional[str], depthwise_init: tp.Optional[str],
                       zero_bias_init: bool) -> None:
@@ -252,7 +265,6 @@ class LMModel(StreamingModule):
                            top_k: int = 0, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
                            two_step_cfg: tp.Optional[bool] = None) -> torch.Tensor:
         """Next tokens [B, K, 1] for the new steps of `sequence` [B, K, S] (streaming)."""
-        B = sequence.shape[0]
         cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
         model = self if self._fsdp is None else self._fsdp
         two_step_cfg = self.two_step_cfg if two_step_cfg is None else two_step_cfg
@@ -268,21 +280,16 @@ class LMModel(StreamingModule):
             self.set_streaming_state(state)
             # AudioCraft's two-step path uses the model's own coefficient, not the argument.
             logits = uncond_logits + (cond_logits - uncond_logits) * self.cfg_coef
+            logits = logits[:, :, -1]
         else:
             assert isinstance(cfg_conditions, dict)
-            condition_tensors = cfg_conditions
-            if condition_tensors:
-                # Conditional and unconditional in one batch of 2B.
-                sequence = torch.cat([sequence, sequence], dim=0)
-            all_logits = model(sequence, conditions=[], condition_tensors=condition_tensors)
-            if condition_tensors:
-                cond_logits, uncond_logits = all_logits.split(B, dim=0)  # [B, K, T, card]
-                logits = uncond_logits + (cond_logits - uncond_logits) * cfg_coef
-            else:
-                logits = all_logits
+            logits = cfg_logits(model, sequence, cfg_conditions, cfg_coef)
+        return self._sample_from_logits(logits, use_sampling, temp, top_k, top_p)
 
-        logits = logits.permute(0, 1, 3, 2)  # [B, K, card, T]
-        logits = logits[..., -1]  # [B, K, card]
+    @staticmethod
+    def _sample_from_logits(logits: torch.Tensor, use_sampling: bool, temp: float, top_k: int,
+                            top_p: float) -> torch.Tensor:
+        """Next tokens [B, K, 1] from the logits [B, K, card] of one step."""
         # Greedy decoding when not sampling or with a zero temperature (avoids dividing by 0).
         if use_sampling and temp > 0.0:
             probs = torch.softmax(logits / temp, dim=-1)
@@ -386,10 +393,15 @@ class LMModel(StreamingModule):
             raise RuntimeError(f"The codebooks pattern has no step for timestep {start_offset}.")
 
         special = torch.full([], self.special_token_id, dtype=torch.long, device=device)
+        cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
         with self.streaming():
             gen_sequence_len = gen_sequence.shape[-1]
-            # Steps fed after the first chunk: the caches are allocated once, at their final size.
-            self.transformer.reserve_cache(gen_sequence_len - 1 - start_offset_sequence)
+            runner: tp.Optional[StepRunner] = None
+            if self.decode_options.enabled and isinstance(cfg_conditions, dict) and self._fsdp is None:
+                runner = StepRunner(self, cfg_conditions, cfg_coef, gen_sequence_len - 1, self.decode_options)
+            else:
+                # Steps fed after the first chunk: the caches are allocated once, at their final size.
+                self.transformer.reserve_cache(gen_sequence_len - 1 - start_offset_sequence)
             unconditional_state = self.get_streaming_state()
             prev_offset = 0
             for offset in range(start_offset_sequence, gen_sequence_len):
@@ -399,9 +411,13 @@ class LMModel(StreamingModule):
                     curr_mask = mask[None, ..., prev_offset:offset].expand(B, -1, -1)
                     assert (curr_sequence == torch.where(curr_mask, curr_sequence, self.special_token_id)).all()
                     assert not (curr_sequence == unknown_token).any()
-                next_token = self._sample_next_token(
-                    curr_sequence, cfg_conditions, unconditional_state, use_sampling, temp, top_k, top_p,
-                    cfg_coef=cfg_coef, two_step_cfg=two_step_cfg)
+                if runner is not None:
+                    next_token = self._sample_from_logits(runner.logits(curr_sequence), use_sampling, temp,
+                                                          top_k, top_p)
+                else:
+                    next_token = self._sample_next_token(
+                        curr_sequence, cfg_conditions, unconditional_state, use_sampling, temp, top_k, top_p,
+                        cfg_coef=cfg_coef, two_step_cfg=two_step_cfg)
                 # Invalid positions of the pattern hold the special token (never predicted).
                 valid_mask = mask[..., offset:offset + 1].expand(B, -1, -1)
                 next_token = torch.where(valid_mask, next_token, special)

@@ -53,6 +53,20 @@ def _fbgemm_available() -> bool:
         return False
 
 
+@torch.library.custom_op("audiocraft::onednn_linear", mutates_args=())
+def _onednn_linear_op(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    """The float32 CPU inference linear as one opaque op: torch.compile keeps this kernel
+    instead of lowering the product to its own (much slower, for a few rows) GEMM."""
+    if _onednn_linear_available():
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, 'none', [], '')
+    return F.linear(x, weight, bias)
+
+
+@_onednn_linear_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
 def _needs_autograd(*tensors: tp.Optional[torch.Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -119,18 +133,25 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor
     """`F.linear(x, weight, bias)`, with a faster kernel at CPU inference when one applies.
 
     `packed` (opt-in reduced precision) is used whenever no gradient is needed; otherwise,
-    float32 products on CPU go through oneDNN when no gradient is needed.
+    float32 products on CPU go through oneDNN when no gradient is needed, also under
+    torch.compile (as the opaque op `audiocraft::onednn_linear`).
     """
     if _needs_autograd(x, weight, bias):
         return F.linear(x, weight, bias)
+    compiling = torch.compiler.is_compiling()
     if packed is not None:
+        if compiling:
+            raise RuntimeError("Packed reduced-precision weights (optimize_for_cpu) do not combine with "
+                               "torch.compile; use one or the other.")
         return packed(x, weight, bias)
     if (x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.dim() >= 2 and x.numel() > 0
             and weight.is_contiguous() and (bias is None or bias.dtype == torch.float32)
-            and not torch.is_autocast_enabled('cpu')  # leave mixed precision to autocast
-            and _onednn_linear_available()):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, 'none', [], '')
+            and not torch.is_autocast_enabled('cpu')):  # leave mixed precision to autocast
+        if compiling:
+            return _onednn_linear_op(x, weight, bias)
+        if _onednn_linear_available():
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, 'none', [], '')
     return F.linear(x, weight, bias)
 
 
@@ -148,6 +169,11 @@ class FastLinear(nn.Linear):
 
     def packable_linears(self) -> tp.Dict[str, tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]]:
         return {'': (self.weight, self.bias)}
+
+
+def has_packed_weights(module: nn.Module) -> bool:
+    """Whether any submodule of `module` carries packed weights (`pack_linear_weights`)."""
+    return any(sub.__dict__.get(_PACKED_ATTR) for sub in module.modules())
 
 
 def pack_linear_weights(module: nn.Module, precision: str = 'fp32') -> int:

@@ -4,6 +4,18 @@ import typing as tp
 import torch
 from torch import nn
 
+# A first position: a Python int, or a 1-element long tensor on the model's device (static decoding).
+Position = tp.Union[int, torch.Tensor]
+
+
+def _span(table: tp.Optional[torch.Tensor], start: torch.Tensor, length: int) -> torch.Tensor:
+    """Rows [start, start + length) of a precomputed `table`, `start` a device tensor (no host sync)."""
+    if table is None:
+        raise RuntimeError("Positional tables must be reserved (RotaryEmbedding.reserve) before "
+                           "positions are given as a tensor.")
+    positions = start.view(-1)[:1] + torch.arange(length, device=start.device)
+    return table.index_select(0, positions)
+
 
 class XPos(nn.Module):
     """Length-extrapolatable decay applied on top of rotary embeddings (xPos).
@@ -65,6 +77,13 @@ class RotaryEmbedding(nn.Module):
         self.rotation: tp.Optional[torch.Tensor] = None
         self.xpos = XPos(dim, device=device, dtype=dtype) if xpos else None
 
+    def reserve(self, length: int) -> None:
+        """Precompute the tables for positions [0, length), so that positions given as a device
+        tensor (static decoding) are looked up without a host sync or a table update."""
+        self.get_rotation(0, length)
+        if self.xpos is not None:
+            self.xpos.get_decay(0, length)
+
     def get_rotation(self, start: int, end: int) -> torch.Tensor:
         """Complex rotations for positions [start, end)."""
         if (self.rotation is None or end > self.rotation.shape[0]
@@ -74,16 +93,22 @@ class RotaryEmbedding(nn.Module):
             self.rotation = torch.polar(torch.ones_like(angles), angles)
         return self.rotation[start:end]
 
-    def rotate(self, x: torch.Tensor, start: int = 0, time_dim: int = 1,
+    def rotate(self, x: torch.Tensor, start: Position = 0, time_dim: int = 1,
                invert_decay: bool = False) -> torch.Tensor:
         """Apply the rotation to `x` whose time axis is `time_dim`, first position being `start`."""
         T = x.shape[time_dim]
         target_shape = [1] * x.dim()
         target_shape[time_dim] = T
         target_shape[-1] = x.shape[-1] // 2
-        rotation = self.get_rotation(start, start + T).view(target_shape)
+        if isinstance(start, torch.Tensor):
+            rotation = _span(self.rotation, start, T).view(target_shape)
+        else:
+            rotation = self.get_rotation(start, start + T).view(target_shape)
         if self.xpos is not None:
-            decay = self.xpos.get_decay(start, start + T).view(target_shape)
+            if isinstance(start, torch.Tensor):
+                decay = _span(self.xpos.decay, start, T).view(target_shape)
+            else:
+                decay = self.xpos.get_decay(start, start + T).view(target_shape)
         else:
             decay = 1.0
         if invert_decay:
@@ -93,7 +118,7 @@ class RotaryEmbedding(nn.Module):
         x_out = torch.view_as_real(x_complex * scaled_rotation).view_as(x)
         return x_out.type_as(x)
 
-    def rotate_qk(self, query: torch.Tensor, key: torch.Tensor, start: int = 0,
+    def rotate_qk(self, query: torch.Tensor, key: torch.Tensor, start: Position = 0,
                   time_dim: int = 1) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """Rotate queries and keys; when there are more keys than queries, queries are the last ones."""
         assert time_dim in [1, 2]

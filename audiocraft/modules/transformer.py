@@ -6,6 +6,12 @@ always runs through `torch.nn.functional.scaled_dot_product_attention`; there is
 backend switch. When streaming, self-attention keeps a preallocated key/value cache that is
 written in place at the current offset, and cross-attention keeps the projected keys/values
 of its (constant) source.
+
+The same cache has a static form (`StreamingTransformer.start_static_cache`): fixed capacity,
+the current position kept in a device tensor and advanced in place, keys attended through a
+window of fixed length. A decoding step then has the same shapes every time and never reads a
+value back to the host, so it can be compiled or captured in a CUDA graph
+(`audiocraft.models.decoding`).
 """
 import typing as tp
 
@@ -159,6 +165,8 @@ class StreamingMultiheadAttention(StreamingModule):
         self.kv_repeat = kv_repeat
         self.custom = custom or memory_efficient
         self.qk_layer_norm = qk_layer_norm
+        # Length of the key window attended in static-cache mode (set by StreamingTransformer).
+        self.static_window: tp.Optional[int] = None
 
         kv_dim = self.head_dim * (num_heads // kv_repeat)
         in_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias, **factory_kwargs)
@@ -237,6 +245,8 @@ class StreamingMultiheadAttention(StreamingModule):
         state = self._streaming_state
         if not self._is_streaming or 'cross_src' not in state or value is not key:
             return None
+        if 'static_pos' in state:  # static decoding keeps one source: no comparison (a host sync)
+            return state['cross_k'], state['cross_v']
         src = state['cross_src']
         if src is key or (src.shape == key.shape and src.dtype == key.dtype and torch.equal(src, key)):
             return state['cross_k'], state['cross_v']
@@ -276,6 +286,31 @@ class StreamingMultiheadAttention(StreamingModule):
         v_cache[:, :, past:end] = v
         state['cache_len'] = torch.tensor(end)
         return k_cache[:, :, :end], v_cache[:, :, :end]
+
+    def _static_kv(self, k: torch.Tensor, v: torch.Tensor, start: torch.Tensor
+                   ) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Static-cache form of `_complete_kv`: write k, v at positions `start + [0, T)` of the
+        fixed-capacity cache; return the first `static_window` keys/values and the boolean
+        [T, window] mask of those each query may attend (causal, and `past_context`)."""
+        state = self._streaming_state
+        k_cache, v_cache = state.get('k_cache'), state.get('v_cache')
+        if k_cache is None or v_cache is None:
+            capacity = int(state['static_capacity'])
+            # Zeros, not empty: masked slots still enter the attention product with weight 0,
+            # and uninitialised memory may hold NaN.
+            k_cache = k.new_zeros(k.shape[0], k.shape[1], capacity, k.shape[3])
+            v_cache = v.new_zeros(v.shape[0], v.shape[1], capacity, v.shape[3])
+            state['k_cache'], state['v_cache'] = k_cache, v_cache
+        positions = start.view(-1)[:1] + torch.arange(k.shape[2], device=k.device)
+        k_cache.index_copy_(2, positions, k.to(k_cache.dtype))
+        v_cache.index_copy_(2, positions, v.to(v_cache.dtype))
+        capacity = k_cache.shape[2]
+        window = capacity if self.static_window is None else min(self.static_window, capacity)
+        delta = positions.view(-1, 1) - torch.arange(window, device=k.device).view(1, -1)
+        valid = delta >= 0
+        if self.past_context is not None:
+            valid &= delta <= self.past_context
+        return k_cache[:, :, :window], v_cache[:, :, :window], valid
 
     def _causal_mask(self, past: int, q_len: int, k_len: int, device: torch.device,
                      explicit: bool) -> tp.Tuple[tp.Optional[torch.Tensor], bool]:
@@ -327,18 +362,22 @@ class StreamingMultiheadAttention(StreamingModule):
                 k, v = cached
         else:
             q, k, v = self._project_fused(query)
-        if not self.cross_attention:
+        mask: tp.Optional[torch.Tensor] = None
+        use_causal = False
+        static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
+        if not self.cross_attention and static_pos is not None:
+            if self.rope is not None:
+                q, k = self.rope.rotate_qk(q, k, start=static_pos, time_dim=2)
+            k, v, mask = self._static_kv(k, v, static_pos)
+        elif not self.cross_attention:
             past = self._cache_length() if self._is_streaming else 0
             if self.rope is not None:
                 q, k = self.rope.rotate_qk(q, k, start=past, time_dim=2)
             k, v = self._complete_kv(k, v, past)
+            if self.causal:
+                explicit = attn_mask is not None or key_padding_mask is not None
+                mask, use_causal = self._causal_mask(past, T, k.shape[2], query.device, explicit)
         k_len = k.shape[2]
-
-        mask: tp.Optional[torch.Tensor] = None
-        use_causal = False
-        explicit = attn_mask is not None or key_padding_mask is not None
-        if self.causal:
-            mask, use_causal = self._causal_mask(past, T, k_len, query.device, explicit)
         if attn_mask is not None:
             if attn_mask.shape[-2] > T or attn_mask.shape[-1] > k_len:
                 attn_mask = attn_mask[..., :T, :k_len]
@@ -535,7 +574,8 @@ class StreamingTransformer(StreamingModule):
     def forward(self, x: torch.Tensor, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
         """Run the stack on x ([B, T, C]); kwargs: cross_attention_src, src_mask, src_key_padding_mask."""
         B, T, C = x.shape
-        offsets = self._streaming_state.get('offsets')
+        static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
+        offsets = self._streaming_state.get('offsets') if static_pos is None else static_pos
         if offsets is None:
             offsets = torch.zeros(B, dtype=torch.long, device=x.device)
         if self.positional_embedding in ['sin', 'sin_rope']:
@@ -544,17 +584,47 @@ class StreamingTransformer(StreamingModule):
             x = x + self.positional_scale * pos_emb
         for layer in self.layers:
             x = self._apply_layer(layer, x, *args, **kwargs)
-        if self._is_streaming:
+        if static_pos is not None:
+            static_pos.add_(T)  # in place: a captured graph advances the same tensor on replay
+        elif self._is_streaming:
             self._streaming_state['offsets'] = offsets + T
         return x
+
+    def _attention_modules(self) -> tp.Iterator[StreamingMultiheadAttention]:
+        return (module for module in self.modules() if isinstance(module, StreamingMultiheadAttention))
+
+    def start_static_cache(self, capacity: int, device: tp.Union[torch.device, str]) -> None:
+        """While streaming, before the first chunk: use fixed-capacity key/value caches for
+        `capacity` positions, addressed by a position tensor on `device` that every forward
+        advances in place. See the module docstring; `set_static_window` picks the key window."""
+        if not self._is_streaming:
+            raise RuntimeError("start_static_cache is only meaningful inside the streaming() context.")
+        if self._streaming_state:
+            raise RuntimeError("start_static_cache must be called before the first chunk is fed.")
+        if capacity <= 0:
+            raise InvalidArgumentError(f"Static cache capacity must be positive, got {capacity}.")
+        position = torch.zeros(1, dtype=torch.long, device=device)
+        self._streaming_state['static_pos'] = position
+        if self.rope is not None:
+            self.rope.reserve(capacity)
+        for module in self._attention_modules():
+            module._streaming_state['static_pos'] = position
+            if not module.cross_attention:
+                module._streaming_state['static_capacity'] = torch.tensor(capacity)
+        self.set_static_window(capacity)
+
+    def set_static_window(self, window: int) -> None:
+        """Attend to the first `window` cached positions (static cache; at least the positions fed)."""
+        for module in self._attention_modules():
+            module.static_window = int(window)
 
     def reserve_cache(self, steps: int) -> None:
         """While streaming: size the key/value caches, when first allocated, for `steps` more steps
         than the first chunk (instead of growing them geometrically)."""
         if not self._is_streaming:
             raise RuntimeError("reserve_cache is only meaningful inside the streaming() context.")
-        for module in self.modules():
-            if isinstance(module, StreamingMultiheadAttention) and not module.cross_attention:
+        for module in self._attention_modules():
+            if not module.cross_attention:
                 module._streaming_state['cache_reserve'] = torch.tensor(max(0, int(steps)))
 
     def make_optim_group(self) -> tp.Dict[str, tp.Any]:
