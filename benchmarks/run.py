@@ -3,6 +3,8 @@
     python -m benchmarks.run --out benchmarks/results.json             # full run (~15 min on 2 cores)
     python -m benchmarks.run --quick                                    # tiny shapes, < 30 s
     python -m benchmarks.run --sections generate --models musicgen-small --precisions fp32,fp16
+    python -m benchmarks.run --device cuda --sections generate,codec --precisions fp32,fp16,bf16 \
+        --decode eager,cudagraph                                        # GPU paths
 
 Checkpoints are written once into `benchmarks/.cache` in the released format (see
 benchmarks/checkpoints.py) and loaded with `get_pretrained(folder)`: no hub access. Every
@@ -44,52 +46,83 @@ def ar_steps(lm: tp.Any, gen_len: int) -> int:
     return len(pattern.layout) - pattern.get_first_step_with_timesteps(0)
 
 
+def _synchronized(fn: tp.Callable[[], tp.Any], device: str) -> tp.Callable[[], tp.Any]:
+    """`fn` followed by a device synchronisation, so wall time covers the queued GPU work."""
+    if device != 'cuda':
+        return fn
+
+    def run() -> tp.Any:
+        result = fn()
+        torch.cuda.synchronize()
+        return result
+    return run
+
+
+def _configure(model: tp.Any, precision: str, decode: str, device: str) -> None:
+    """Apply a precision and a decoding mode (eager, compile, cudagraph) to a MusicGen model."""
+    if device == 'cuda':
+        model.optimize_for_gpu(precision, cuda_graph=(decode == 'cudagraph'), compile=(decode == 'compile'))
+    else:
+        model.optimize_for_cpu(precision, compile=(decode == 'compile'))
+
+
 def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
-    """AR steps/s and RTF of `MusicGen.generate` for each precision, batch size and decoding mode."""
+    """AR steps/s and RTF of `MusicGen.generate` for each precision, decoding path, batch size and mode."""
     from audiocraft.models import MusicGen
-    model = MusicGen.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device='cpu')
-    gen_len = int(args.duration * model.frame_rate)
-    steps = ar_steps(model.lm, gen_len)
     rows: tp.List[Row] = []
     reference: tp.Dict[int, torch.Tensor] = {}
+    model: tp.Any = None
     for precision in args.precisions:
-        model.optimize_for_cpu(precision)
-        for batch in args.batches:
-            descriptions = [f'warm lo-fi piano with soft drums, take {i}' for i in range(batch)]
-            for mode in args.modes:
-                model.set_generation_params(use_sampling=(mode == 'sampling'), top_k=250, duration=args.duration,
-                                            cfg_coef=3.0)
-                torch.manual_seed(0)
-                model.generate(descriptions)  # warm-up (allocations, oneDNN primitive caches)
-                seconds, (_, tokens) = best_time(
-                    lambda: model.generate(descriptions, return_tokens=True), args.repeats)
-                row: Row = {
-                    'section': 'generate', 'model': shape, 'precision': precision, 'batch': batch, 'mode': mode,
-                    'duration_s': args.duration, 'ar_steps': steps, 'seconds': seconds,
-                    'steps_per_s': steps / seconds, 'rtf': seconds / args.duration}
-                if mode == 'greedy':
-                    if precision == 'fp32':
-                        reference[batch] = tokens
-                    elif batch in reference:
-                        row['token_agreement_vs_fp32'] = (tokens == reference[batch]).float().mean().item()
-                rows.append(row)
-                report(row)
-    model.optimize_for_cpu('fp32')
+        # A fresh model per precision: on GPUs optimize_for_gpu converts weights one way.
+        model = None  # the previous one is freed before the next loads
+        gc.collect()
+        model = MusicGen.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)),
+                                        device=args.device)
+        gen_len = int(args.duration * model.frame_rate)
+        steps = ar_steps(model.lm, gen_len)
+        for decode in args.decode:
+            if decode == 'compile' and precision != 'fp32' and args.device == 'cpu':
+                continue  # packed CPU precisions are eager only
+            _configure(model, precision, decode, args.device)
+            for batch in args.batches:
+                descriptions = [f'warm lo-fi piano with soft drums, take {i}' for i in range(batch)]
+                for mode in args.modes:
+                    model.set_generation_params(use_sampling=(mode == 'sampling'), top_k=250,
+                                                duration=args.duration, cfg_coef=3.0)
+                    torch.manual_seed(0)
+                    # Warm-up: allocations, oneDNN primitive caches, compilation, CUDA graph capture.
+                    warmup, _ = best_time(_synchronized(lambda: model.generate(descriptions), args.device), 1)
+                    seconds, (_, tokens) = best_time(_synchronized(
+                        lambda: model.generate(descriptions, return_tokens=True), args.device), args.repeats)
+                    row: Row = {
+                        'section': 'generate', 'model': shape, 'device': args.device, 'precision': precision,
+                        'variant': decode, 'batch': batch, 'mode': mode, 'duration_s': args.duration,
+                        'ar_steps': steps, 'seconds': seconds, 'first_call_s': warmup,
+                        'steps_per_s': steps / seconds, 'rtf': seconds / args.duration}
+                    if mode == 'greedy':
+                        if precision == 'fp32' and decode == 'eager':
+                            reference[batch] = tokens.cpu()
+                        elif batch in reference:
+                            agreement = (tokens.cpu() == reference[batch]).float().mean().item()
+                            row['token_agreement_vs_fp32'] = agreement
+                    rows.append(row)
+                    report(row)
     return rows
 
 
 def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
     """Wall time of `MAGNeT.generate` (batch 1, greedy, one run) with few decoding steps."""
     from audiocraft.models import MAGNeT
-    model = MAGNeT.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device='cpu')
+    model = MAGNeT.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device=args.device)
     rows = []
     # Each pass runs the whole sequence (compute bound, tens of seconds at full size): fp32 and fp16 only.
     for precision in [p for p in args.precisions if p in ('fp32', 'fp16')]:
-        model.optimize_for_cpu(precision)
+        _configure(model, precision, 'eager', args.device)
         model.set_generation_params(use_sampling=False, decoding_steps=args.magnet_steps)
-        seconds, _ = best_time(lambda: model.generate(['warm lo-fi piano']), 1)
+        seconds, _ = best_time(_synchronized(lambda: model.generate(['warm lo-fi piano']), args.device), 1)
         passes = sum(args.magnet_steps)
-        row = {'section': 'magnet', 'model': shape, 'precision': precision, 'batch': 1, 'mode': 'greedy',
+        row = {'section': 'magnet', 'model': shape, 'device': args.device, 'precision': precision, 'batch': 1,
+               'mode': 'greedy',
                'duration_s': model.duration, 'decoding_steps': list(args.magnet_steps), 'seconds': seconds,
                'steps_per_s': passes / seconds, 'rtf': seconds / model.duration}
         rows.append(row)
@@ -137,18 +170,18 @@ def bench_codec(shape: str, args: argparse.Namespace) -> tp.List[Row]:
     """EnCodec encode and decode real-time factors (batch 1) on `--codec-seconds` of audio."""
     from audiocraft.models import CompressionModel
     folder = checkpoints.pretrained_folder(args.models_for_codec, args.cache_dir)
-    model = CompressionModel.get_pretrained(str(folder), device='cpu')
+    model = CompressionModel.get_pretrained(str(folder), device=args.device)
     rows = []
     for seconds_audio in args.codec_seconds:
-        wav = torch.randn(1, model.channels, int(seconds_audio * model.sample_rate)) * 0.1
+        wav = torch.randn(1, model.channels, int(seconds_audio * model.sample_rate), device=args.device) * 0.1
         with torch.no_grad():
             codes, scale = model.encode(wav)
             model.decode(codes, scale)
-            enc, _ = best_time(lambda: model.encode(wav), args.repeats)
-            dec, _ = best_time(lambda: model.decode(codes, scale), args.repeats)
+            enc, _ = best_time(_synchronized(lambda: model.encode(wav), args.device), args.repeats)
+            dec, _ = best_time(_synchronized(lambda: model.decode(codes, scale), args.device), args.repeats)
         for op, sec in [('encode', enc), ('decode', dec)]:
-            row = {'section': 'codec', 'model': shape, 'op': op, 'duration_s': seconds_audio, 'seconds': sec,
-                   'rtf': sec / seconds_audio}
+            row = {'section': 'codec', 'model': shape, 'device': args.device, 'op': op,
+                   'duration_s': seconds_audio, 'seconds': sec, 'rtf': sec / seconds_audio}
             rows.append(row)
             report(row)
     return rows
@@ -197,8 +230,13 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
                         help="Shapes for 'load' (default musicgen-small,musicgen-medium; quick: musicgen-tiny).")
     parser.add_argument('--load-baseline', action='store_true',
                         help="Also time naive loading (random init + load_state_dict), the 'before'.")
-    parser.add_argument('--precisions', default='fp32,fp16,bf16,int8',
-                        help="Comma separated: fp32 (default path), fp16, bf16, int8 (optimize_for_cpu).")
+    parser.add_argument('--precisions', default=None,
+                        help="Comma separated: fp32 (default path), fp16, bf16, int8 (optimize_for_cpu); on "
+                             "cuda fp32, fp16, bf16 (optimize_for_gpu). Default: all of the device's.")
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help="Device for generate and codec.")
+    parser.add_argument('--decode', default=None,
+                        help="Comma separated decoding paths: eager, compile (torch.compile of the step), "
+                             "cudagraph (cuda only). Default: eager on cpu, eager,cudagraph on cuda.")
     parser.add_argument('--batches', default='1,4', help="Comma separated batch sizes.")
     parser.add_argument('--modes', default='greedy,sampling', help="Comma separated: greedy, sampling.")
     parser.add_argument('--duration', type=float, default=1.0, help="Seconds of audio per generation.")
@@ -227,9 +265,20 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
                          f"{[s for s in checkpoints.SHAPES if s.startswith('musicgen')]}")
     args.magnet_model = 'magnet-tiny' if args.quick else 'magnet-small'
     args.models_for_codec = 'musicgen-tiny' if args.quick else 'musicgen-small'
-    args.precisions = [p for p in args.precisions.split(',') if p]
+    known_precisions = ['fp32', 'fp16', 'bf16'] + (['int8'] if args.device == 'cpu' else [])
+    args.precisions = [p for p in (args.precisions or ','.join(known_precisions)).split(',') if p]
+    if set(args.precisions) - set(known_precisions):
+        parser.error(f"--precisions on {args.device} takes {known_precisions}")
     if 'fp32' not in args.precisions:
         args.precisions.insert(0, 'fp32')
+    args.decode = [d for d in (args.decode or ('eager,cudagraph' if args.device == 'cuda' else 'eager')).split(',')
+                   if d]
+    if set(args.decode) - {'eager', 'compile', 'cudagraph'} or ('cudagraph' in args.decode and args.device != 'cuda'):
+        parser.error("--decode takes eager, compile and (on cuda) cudagraph")
+    if 'eager' not in args.decode:
+        args.decode.insert(0, 'eager')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
     args.batches = [int(b) for b in args.batches.split(',') if b]
     args.modes = [m for m in args.modes.split(',') if m]
     if set(args.modes) - {'greedy', 'sampling'}:
@@ -249,6 +298,8 @@ def environment(args: argparse.Namespace) -> tp.Dict[str, tp.Any]:
     return {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'torch': torch.__version__, 'python': platform.python_version(), 'cpu': cpu,
             'threads': torch.get_num_threads(), 'repeats': args.repeats, 'quick': args.quick,
+            'device': args.device,
+            'gpu': torch.cuda.get_device_name() if args.device == 'cuda' else None,
             'timing': 'best of repeats, wall clock; whole generate() call'}
 
 

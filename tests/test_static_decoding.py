@@ -16,8 +16,7 @@ from audiocraft.models import MusicGen
 from audiocraft.models.decoding import DecodeOptions, StepRunner
 from audiocraft.models.lm import LMModel
 from audiocraft.modules.codebooks_patterns import DelayedPatternProvider
-from audiocraft.modules.conditioners import (ClassifierFreeGuidanceDropout, ConditionFuser, ConditioningAttributes,
-                                             ConditioningProvider)
+from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, ConditionFuser, ConditioningProvider
 from audiocraft.utils.errors import InvalidArgumentError
 from test_reference_cases import _check_case
 

@@ -1,0 +1,366 @@
+"""Streaming multi-head attention with a key/value cache, as used by the AudioCraft transformers.
+
+Parameter names and layouts follow AudioCraft's released checkpoints: a fused `in_proj_weight`
+([q; k; v] stacked on the first axis) and an `out_proj` linear. Attention always runs through
+`torch.nn.functional.scaled_dot_product_attention`; there is no global backend switch. When
+streaming, self-attention keeps a preallocated key/value cache written in place at the current
+offset, and cross-attention keeps the projected keys/values of its (constant) source.
+
+The same cache has a static form (`StreamingTransformer.start_static_cache`): fixed capacity,
+the current position kept in a device tensor and advanced in place, keys attended through a
+window of fixed length. A decoding step then has the same shapes every time and never reads a
+value back to the host, so it can be compiled or captured in a CUDA graph
+(`audiocraft.models.decoding`).
+"""
+import typing as tp
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fast_linear import FastLinear, get_packed, linear as fast_linear
+from .rope import RotaryEmbedding
+from .streaming import StreamingModule
+from ..utils.errors import InvalidArgumentError
+
+__all__ = ['StreamingMultiheadAttention', 'set_efficient_attention_backend', 'get_efficient_attention_backend',
+           'expand_repeated_kv']
+
+# Growth granularity of the key/value cache, in steps.
+_CACHE_CHUNK = 256
+_BACKENDS = ('torch', 'xformers')
+
+
+def set_efficient_attention_backend(backend: str = 'torch') -> None:
+    """Kept for AudioCraft API compatibility: validates the name and changes nothing.
+
+    Attention always runs through PyTorch's scaled_dot_product_attention, which picks the best
+    kernel by itself; there is deliberately no process-wide switch.
+    """
+    if backend not in _BACKENDS:
+        raise InvalidArgumentError(f"Unknown attention backend {backend!r}, expected one of {_BACKENDS}.")
+
+
+def get_efficient_attention_backend() -> str:
+    """Kept for AudioCraft API compatibility: always 'torch' (see `set_efficient_attention_backend`)."""
+    return 'torch'
+
+
+def expand_repeated_kv(x: torch.Tensor, n_rep: int, memory_efficient: bool) -> torch.Tensor:
+    """Repeat each key/value head `n_rep` times along the head axis (grouped-query attention).
+
+    The head axis is 2 for the [B, T, H, D] layout (`memory_efficient=True`), else 1 ([B, H, T, D]).
+    """
+    if n_rep == 1:
+        return x
+    return torch.repeat_interleave(x, n_rep, dim=2 if memory_efficient else 1)
+
+
+def _to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean 'may attend' mask -> additive float mask (0 / -inf)."""
+    if mask.dtype != torch.bool:
+        return mask.to(dtype)
+    zero = torch.zeros([], device=mask.device, dtype=dtype)
+    return torch.where(mask, zero, torch.full([], float('-inf'), device=mask.device, dtype=dtype))
+
+
+def _merge_masks(a: tp.Optional[torch.Tensor], b: tp.Optional[torch.Tensor],
+                 dtype: torch.dtype) -> tp.Optional[torch.Tensor]:
+    """Combine two attention masks (boolean 'may attend' or additive float)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        return a & b
+    return _to_additive(a, dtype) + _to_additive(b, dtype)
+
+
+class StreamingMultiheadAttention(StreamingModule):
+    """Multi-head attention with streaming support (causal self-attention or cross-attention).
+
+    Args:
+        embed_dim: Model dimension.
+        num_heads: Number of heads.
+        dropout: Attention dropout (training only).
+        bias: Whether the projections have biases.
+        causal: Causal self-attention.
+        past_context: Limit on how far in the past a query may look (causal only).
+        custom: AudioCraft's "custom" implementation flag; the parameter layout here is always
+            the fused one, which is also what AudioCraft checkpoints contain.
+        memory_efficient: Kept for config compatibility (SDPA picks efficient kernels itself).
+        attention_as_float32: Compute the attention itself in float32.
+        rope: Rotary embedding applied to queries and keys.
+        cross_attention: Keys/values come from another sequence.
+        safe_streaming: Kept for config compatibility.
+        qk_layer_norm: Layer-normalize queries and keys.
+        kv_repeat: Number of query heads sharing one key/value head.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 causal: bool = False, past_context: tp.Optional[int] = None, custom: bool = False,
+                 memory_efficient: bool = False, attention_as_float32: bool = False,
+                 rope: tp.Optional[RotaryEmbedding] = None, cross_attention: bool = False,
+                 safe_streaming: bool = True, qk_layer_norm: bool = False, kv_repeat: int = 1,
+                 device=None, dtype=None):
+        super().__init__()
+        factory_kwargs = {'device': device, 'dtype': dtype}
+        if past_context is not None and not causal:
+            raise InvalidArgumentError("past_context requires causal=True.")
+        if embed_dim % num_heads != 0:
+            raise InvalidArgumentError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads}).")
+        if cross_attention and causal:
+            raise InvalidArgumentError("Causal cannot work with cross attention.")
+        if cross_attention and rope is not None:
+            raise InvalidArgumentError("Rope cannot work with cross attention.")
+        if num_heads % kv_repeat != 0:
+            raise InvalidArgumentError(f"num_heads ({num_heads}) must be divisible by kv_repeat ({kv_repeat}).")
+        if cross_attention and kv_repeat != 1:
+            raise InvalidArgumentError("kv_repeat is only supported for self-attention.")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.causal = causal
+        self.past_context = past_context
+        self.memory_efficient = memory_efficient
+        self.attention_as_float32 = attention_as_float32
+        self.rope = rope
+        self.cross_attention = cross_attention
+        self.safe_streaming = safe_streaming
+        self.dropout = dropout
+        self.kv_repeat = kv_repeat
+        self.custom = custom or memory_efficient
+        self.qk_layer_norm = qk_layer_norm
+        # Length of the key window attended in static-cache mode (set by StreamingTransformer).
+        self.static_window: tp.Optional[int] = None
+
+        kv_dim = self.head_dim * (num_heads // kv_repeat)
+        in_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias, **factory_kwargs)
+        if not self.custom:
+            # torch.nn.MultiheadAttention's initialisation, whose parameters AudioCraft then uses.
+            nn.init.xavier_uniform_(in_proj.weight)
+        self.in_proj_weight = in_proj.weight
+        if bias:
+            self.in_proj_bias = in_proj.bias
+            self.in_proj_bias.data.zero_()
+        else:
+            self.register_parameter('in_proj_bias', None)
+        self.out_proj = FastLinear(embed_dim, embed_dim, bias=bias, **factory_kwargs)
+        if bias:
+            self.out_proj.bias.data.zero_()
+        if qk_layer_norm:
+            if kv_repeat != 1:
+                raise InvalidArgumentError("qk_layer_norm requires kv_repeat == 1.")
+            self.q_layer_norm = nn.LayerNorm(embed_dim, device=device)
+            self.k_layer_norm = nn.LayerNorm(embed_dim, device=device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints of AudioCraft's non-custom attention store nn.MultiheadAttention keys under 'mha.'.
+        for key in ['in_proj_weight', 'in_proj_bias', 'out_proj.weight', 'out_proj.bias']:
+            if prefix + 'mha.' + key in state_dict and prefix + key not in state_dict:
+                state_dict[prefix + key] = state_dict.pop(prefix + 'mha.' + key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def packable_linears(self) -> tp.Dict[str, tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]]:
+        """Weights that `fast_linear.pack_linear_weights` may pack: the per-step projections."""
+        dim, b = self.embed_dim, self.in_proj_bias
+        if self.cross_attention:  # keys/values are projected once per source, queries every step
+            return {'q': (self.in_proj_weight[:dim], None if b is None else b[:dim])}
+        return {'in_proj': (self.in_proj_weight, b)}
+
+    def _split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, heads, self.head_dim).transpose(1, 2)
+
+    def _project_q(self, query: torch.Tensor) -> torch.Tensor:
+        dim = self.embed_dim
+        b = self.in_proj_bias
+        q = fast_linear(query, self.in_proj_weight[:dim], None if b is None else b[:dim], get_packed(self, 'q'))
+        if self.qk_layer_norm:
+            q = self.q_layer_norm(q)
+        return self._split_heads(q, self.num_heads)
+
+    def _project_kv(self, key: torch.Tensor, value: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        dim = self.embed_dim
+        kv_dim = (self.in_proj_weight.shape[0] - dim) // 2
+        w, b = self.in_proj_weight, self.in_proj_bias
+        k = fast_linear(key, w[dim:dim + kv_dim], None if b is None else b[dim:dim + kv_dim])
+        v = fast_linear(value, w[dim + kv_dim:], None if b is None else b[dim + kv_dim:])
+        if self.qk_layer_norm:
+            k = self.k_layer_norm(k)
+        kv_heads = self.num_heads // self.kv_repeat
+        return self._split_heads(k, kv_heads), self._split_heads(v, kv_heads)
+
+    def _project_fused(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, _ = x.shape
+        projected = fast_linear(x, self.in_proj_weight, self.in_proj_bias, get_packed(self, 'in_proj'))
+        if self.kv_repeat == 1 and not self.qk_layer_norm:
+            packed = projected.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            return packed[0], packed[1], packed[2]
+        dim = self.embed_dim
+        kv_dim = (projected.shape[-1] - dim) // 2
+        q, k, v = projected[..., :dim], projected[..., dim:dim + kv_dim], projected[..., dim + kv_dim:]
+        if self.qk_layer_norm:
+            q = self.q_layer_norm(q)
+            k = self.k_layer_norm(k)
+        kv_heads = self.num_heads // self.kv_repeat
+        return self._split_heads(q, self.num_heads), self._split_heads(k, kv_heads), self._split_heads(v, kv_heads)
+
+    def _cached_cross_kv(self, key: torch.Tensor, value: torch.Tensor
+                         ) -> tp.Optional[tp.Tuple[torch.Tensor, torch.Tensor]]:
+        state = self._streaming_state
+        if not self._is_streaming or 'cross_src' not in state or value is not key:
+            return None
+        if 'static_pos' in state:  # static decoding keeps one source: no comparison (a host sync)
+            return state['cross_k'], state['cross_v']
+        src = state['cross_src']
+        if src is key or (src.shape == key.shape and src.dtype == key.dtype and torch.equal(src, key)):
+            return state['cross_k'], state['cross_v']
+        return None
+
+    def _cache_length(self) -> int:
+        length = self._streaming_state.get('cache_len')
+        return 0 if length is None else int(length)
+
+    def _complete_kv(self, k: torch.Tensor, v: torch.Tensor, past: int
+                     ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v ([B, H, T, D]) to the streaming cache and return all keys/values so far."""
+        if not self._is_streaming:
+            return k, v
+        state = self._streaming_state
+        end = past + k.shape[2]
+        k_cache, v_cache = state.get('k_cache'), state.get('v_cache')
+        if k_cache is None or k_cache.shape[2] < end or k_cache.shape[:2] != k.shape[:2]:
+            old = 0 if k_cache is None else k_cache.shape[2]
+            reserve = state.get('cache_reserve')
+            if k_cache is None and reserve is not None:
+                capacity = end + int(reserve)  # the caller knows how many steps will follow
+            else:
+                capacity = max(end, 2 * old)
+                capacity = -(-capacity // _CACHE_CHUNK) * _CACHE_CHUNK
+            new_k = k.new_empty(k.shape[0], k.shape[1], capacity, k.shape[3])
+            new_v = v.new_empty(v.shape[0], v.shape[1], capacity, v.shape[3])
+            if past > 0:
+                assert k_cache is not None and v_cache is not None
+                new_k[:, :, :past] = k_cache[:, :, :past]
+                new_v[:, :, :past] = v_cache[:, :, :past]
+            k_cache, v_cache = new_k, new_v
+            state['k_cache'], state['v_cache'] = k_cache, v_cache
+        # Positions >= past are never part of an earlier snapshot's valid range, so writing in place
+        # keeps states returned by get_streaming_state() valid.
+        k_cache[:, :, past:end] = k
+        v_cache[:, :, past:end] = v
+        state['cache_len'] = torch.tensor(end)
+        return k_cache[:, :, :end], v_cache[:, :, :end]
+
+    def _static_kv(self, k: torch.Tensor, v: torch.Tensor, start: torch.Tensor
+                   ) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Static-cache form of `_complete_kv`: write k, v at positions `start + [0, T)` of the
+        fixed-capacity cache; return the first `static_window` keys/values and the boolean
+        [T, window] mask of those each query may attend (causal, and `past_context`)."""
+        state = self._streaming_state
+        k_cache, v_cache = state.get('k_cache'), state.get('v_cache')
+        if k_cache is None or v_cache is None:
+            capacity = int(state['static_capacity'])
+            # Zeros, not empty: masked slots still enter the attention product with weight 0,
+            # and uninitialised memory may hold NaN.
+            k_cache = k.new_zeros(k.shape[0], k.shape[1], capacity, k.shape[3])
+            v_cache = v.new_zeros(v.shape[0], v.shape[1], capacity, v.shape[3])
+            state['k_cache'], state['v_cache'] = k_cache, v_cache
+        positions = start.view(-1)[:1] + torch.arange(k.shape[2], device=k.device)
+        k_cache.index_copy_(2, positions, k.to(k_cache.dtype))
+        v_cache.index_copy_(2, positions, v.to(v_cache.dtype))
+        capacity = k_cache.shape[2]
+        window = capacity if self.static_window is None else min(self.static_window, capacity)
+        delta = positions.view(-1, 1) - torch.arange(window, device=k.device).view(1, -1)
+        valid = delta >= 0
+        if self.past_context is not None:
+            valid &= delta <= self.past_context
+        return k_cache[:, :, :window], v_cache[:, :, :window], valid
+
+    def _causal_mask(self, past: int, q_len: int, k_len: int, device: torch.device,
+                     explicit: bool) -> tp.Tuple[tp.Optional[torch.Tensor], bool]:
+        """Causal self-attention mask: (boolean 'may attend' mask or None, whether to use is_causal).
+
+        Unless `explicit`, the common cases avoid building a mask: one query step sees every cached
+        key, and a chunk starting at position 0 is plain lower-triangular attention.
+        """
+        if self.past_context is None and not explicit:
+            if q_len == 1:
+                return None, False
+            if past == 0 and q_len == k_len:
+                return None, True
+        q_pos = torch.arange(past, past + q_len, device=device).view(-1, 1)
+        k_pos = torch.arange(k_len, device=device).view(1, -1)
+        delta = q_pos - k_pos
+        valid = delta >= 0
+        if self.past_context is not None:
+            valid &= delta <= self.past_context
+        return valid, False
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: tp.Optional[torch.Tensor] = None, need_weights: bool = False,
+                attn_mask: tp.Optional[torch.Tensor] = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tp.Tuple[torch.Tensor, None]:
+        """Attend `query` ([B, T, C]) to `key`/`value`; returns (output [B, T, C], None).
+
+        `attn_mask` is boolean (True = may attend) or additive float, broadcastable to
+        [B, H, T, S]; a larger mask (e.g. padded to a multiple of 8) is cropped.
+        `key_padding_mask` ([B, S], True = padding) follows torch.nn.MultiheadAttention.
+        """
+        if is_causal:
+            raise InvalidArgumentError("Pass causal=True at construction instead of is_causal.")
+        if need_weights:
+            raise InvalidArgumentError("need_weights=True is not supported.")
+        if self._is_streaming and not (self.causal or self.cross_attention):
+            raise RuntimeError("Streaming is only available for causal or cross attention.")
+        dtype = query.dtype
+        B, T, _ = query.shape
+        past = 0
+        if self.cross_attention or key is not query or value is not query:
+            q = self._project_q(query)
+            cached = self._cached_cross_kv(key, value) if self.cross_attention else None
+            if cached is None:
+                k, v = self._project_kv(key, value)
+                if self.cross_attention and self._is_streaming and value is key:
+                    self._streaming_state.update({'cross_src': key, 'cross_k': k, 'cross_v': v})
+            else:
+                k, v = cached
+        else:
+            q, k, v = self._project_fused(query)
+        mask: tp.Optional[torch.Tensor] = None
+        use_causal = False
+        static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
+        if not self.cross_attention and static_pos is not None:
+            if self.rope is not None:
+                q, k = self.rope.rotate_qk(q, k, start=static_pos, time_dim=2)
+            k, v, mask = self._static_kv(k, v, static_pos)
+        elif not self.cross_attention:
+            past = self._cache_length() if self._is_streaming else 0
+            if self.rope is not None:
+                q, k = self.rope.rotate_qk(q, k, start=past, time_dim=2)
+            k, v = self._complete_kv(k, v, past)
+            if self.causal:
+                explicit = attn_mask is not None or key_padding_mask is not None
+                mask, use_causal = self._causal_mask(past, T, k.shape[2], query.device, explicit)
+        k_len = k.shape[2]
+        if attn_mask is not None:
+            if attn_mask.shape[-2] > T or attn_mask.shape[-1] > k_len:
+                attn_mask = attn_mask[..., :T, :k_len]
+            mask = _merge_masks(mask, attn_mask, q.dtype)
+        if key_padding_mask is not None:
+            mask = _merge_masks(mask, ~key_padding_mask.bool()[:, None, None, :], q.dtype)
+
+        if self.kv_repeat > 1:
+            k = k.repeat_interleave(self.kv_repeat, dim=1)
+            v = v.repeat_interleave(self.kv_repeat, dim=1)
+        if self.attention_as_float32:
+            q, k, v = q.float(), k.float(), v.float()
+            if mask is not None and mask.dtype != torch.bool:
+                mask = mask.float()
+        elif mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
+            mask = mask.to(q.dtype)
+        p = self.dropout if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=use_causal)
+        x = x.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
+        return self.out_proj(x), None
