@@ -6,19 +6,23 @@
   static tokens equal default tokens;
 - one static step is capturable: no host sync, and the only state it changes is changed in place
   (what a CUDA graph replay needs);
+- the CUDA-graph bookkeeping (warm-up, capture and replay per key window) runs on CPU with a
+  stand-in that records a step's operations once and replays only them, as a CUDA graph does:
+  the golden tokens must come out;
 - the options are validated; on CUDA machines the CUDA-graph path is checked against eager.
 """
 import pytest
 import torch
+from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from audiocraft.models import MusicGen
+from audiocraft.models import MusicGen, decoding
 from audiocraft.models.decoding import DecodeOptions, StepRunner
 from audiocraft.models.lm import LMModel
 from audiocraft.modules.codebooks_patterns import DelayedPatternProvider
 from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, ConditionFuser, ConditioningProvider
 from audiocraft.utils.errors import InvalidArgumentError
-from test_reference_cases import _check_case
+from test_reference_cases import _check_case, run_case
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -95,6 +99,45 @@ def test_static_step_is_capturable(cases_dir):
     # (The fuser's offsets only mark that the first chunk was fed; the step never reads them.)
     replaced = [key for key in before if after[key] is not before[key] and not key.startswith('fuser.')]
     assert not replaced
+
+
+class _RecordedGraphs:
+    """CPU stand-in for `decoding.CudaGraphs`, with the contract that matters: capture runs the
+    step's Python once and records its tensor operations (on the very tensors it touched);
+    each replay runs only those operations. State kept on the Python side, or tensors replaced
+    instead of updated in place, would be stale on replay, exactly as in a CUDA graph."""
+    events: list = []
+
+    def __init__(self, device):
+        self.device = device
+
+    def warm_up(self, step):
+        self.events.append('warm_up')
+        return step()
+
+    def capture(self, step):
+        self.events.append('capture')
+        # make_fx runs the step while recording it (a CUDA capture does not): the first replay
+        # returns that run's output instead of running the step a second time.
+        first = []
+        graph = make_fx(lambda: first.append(step()) or first[0])()
+
+        def replay():
+            self.events.append('replay')
+            return first.pop().clone() if first else graph().clone()
+        return replay
+
+
+def test_graph_capture_and_replay_reproduce_golden_tokens(cases_dir, monkeypatch):
+    monkeypatch.setattr(decoding, 'CudaGraphs', _RecordedGraphs)
+    _RecordedGraphs.events = []
+    results = run_case(cases_dir / 'musicgen_text_tiny', {'cuda_graph': True, 'window': 16})
+    failures = [f"{name}: {detail}" for name, ok, detail in results if not ok]
+    assert not failures, "\n".join(failures)
+    events = _RecordedGraphs.events
+    # Most steps are replays; each window is warmed up once then captured once per generate call.
+    assert events.count('replay') > 10 * events.count('capture') > 0
+    assert events.count('warm_up') == events.count('capture')
 
 
 def test_decode_option_errors(cases_dir):

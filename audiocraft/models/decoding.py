@@ -28,6 +28,8 @@ from ..utils.errors import InvalidArgumentError
 if tp.TYPE_CHECKING:
     from .lm import LMModel, ConditionTensors
 
+Step = tp.Callable[[], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
@@ -101,17 +103,14 @@ class StepRunner:
         self.capacity = capacity
         self.options = options
         self.device = next(iter(lm.parameters())).device
-        if options.cuda_graph and self.device.type != 'cuda':
-            raise InvalidArgumentError(f"CUDA graphs need a model on a CUDA device, this one is on {self.device}: "
-                                       "use DecodeOptions(compile=True) or the default decoding instead.")
+        self._graphs = CudaGraphs(self.device) if options.cuda_graph else None
         if options.compile and has_packed_weights(lm):
             raise InvalidArgumentError("torch.compile does not combine with packed reduced-precision weights: call "
                                        "optimize_for_cpu('fp32') or turn compile off.")
         self.fed = 0  # positions written to the cache so far (known on the host, never read back)
         self._tokens: tp.Optional[torch.Tensor] = None  # static input of the one-step function
-        self._graphs: tp.Dict[int, tp.Tuple[tp.Any, torch.Tensor]] = {}
+        self._replays: tp.Dict[int, Step] = {}
         self._warm_windows: tp.Set[int] = set()
-        self._pool: tp.Any = None
         lm.transformer.start_static_cache(capacity, self.device)
 
     def _window_for(self, end: int) -> int:
@@ -158,30 +157,54 @@ class StepRunner:
         return out
 
     def _graph_step(self, window: int) -> torch.Tensor:
-        graph = self._graphs.get(window)
-        if graph is not None:
-            graph[0].replay()
-            return graph[1].clone()
+        assert self._graphs is not None
+        replay = self._replays.get(window)
+        if replay is not None:
+            return replay()
         step = self._compiled_step()
         if window not in self._warm_windows:
-            # A real step, run on a side stream as CUDA graph warm-up requires (lazy inits, autotuning).
             self._warm_windows.add(window)
-            side = torch.cuda.Stream(device=self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                out = step()
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            return out
-        # Capture records the step without running it; the replay just below runs it. The autocast
-        # weight cache must be off while capturing (its tensors would be freed under the graph).
-        cuda_graph = torch.cuda.CUDAGraph()
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
+            return self._graphs.warm_up(step)
+        replay = self._graphs.capture(step)
+        self._replays[window] = replay
+        return replay()
+
+
+class CudaGraphs:
+    """Warm-up, capture and replay of decoding steps in CUDA graphs sharing one memory pool.
+
+    Only the latest captured graph is replayed at any time (one per key window, in order), which
+    is what makes sharing the pool safe.
+    """
+
+    def __init__(self, device: torch.device):
+        if device.type != 'cuda':
+            raise InvalidArgumentError(f"CUDA graphs need a model on a CUDA device, this one is on {device}: "
+                                       "use DecodeOptions(compile=True) or the default decoding instead.")
+        self.device = device
+        self.pool = torch.cuda.graph_pool_handle()
+
+    def warm_up(self, step: Step) -> torch.Tensor:
+        """Run `step` for real on a side stream, as capture requires (lazy inits, autotuning)."""
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            out = step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        return out
+
+    def capture(self, step: Step) -> Step:
+        """Record `step` without running it; return a function that replays it (and returns a copy
+        of its output). The autocast weight cache must be off while capturing: its tensors would
+        be freed under the graph."""
+        graph = torch.cuda.CUDAGraph()
         autocast = torch.is_autocast_enabled('cuda')
         dtype = torch.get_autocast_dtype('cuda')
         with torch.autocast('cuda', dtype=dtype, enabled=autocast, cache_enabled=False):
-            with torch.cuda.graph(cuda_graph, pool=self._pool):
+            with torch.cuda.graph(graph, pool=self.pool):
                 out = step()
-        self._graphs[window] = (cuda_graph, out)
-        cuda_graph.replay()
-        return out.clone()
+
+        def replay() -> torch.Tensor:
+            graph.replay()
+            return out.clone()
+        return replay
