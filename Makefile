@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -x -m "not slow" tests
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run --out benchmarks/results.json
+	$(PY) -m benchmarks.run --decode eager,compile --load-baseline --out benchmarks/results.json
 
 check-reference: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) $(REFERENCE)/check_reference.py $(REFERENCE)/cases

@@ -18,6 +18,7 @@ The logits match the default path up to float summation order (the attention red
 padded window); tests/test_static_decoding.py checks tokens and logits against it.
 """
 from dataclasses import dataclass
+import types
 import typing as tp
 
 import torch
@@ -79,9 +80,9 @@ class StepRunner:
     """Runs the decoding passes of one `LMModel.generate` call on the static cache.
 
     Create it inside `lm.streaming()`, before the first chunk; call `logits` for every chunk.
-    The first chunk (the prompt, or the first step) and the first step of each new key window
-    run eagerly; the others go through the compiled function and/or the CUDA graph of their
-    window, captured at the second step of that window.
+    The first chunk (the prompt, or the first step) runs eagerly; the one-step chunks after it go
+    through the compiled function and/or the CUDA graph of their key window (warmed up at the
+    first step of the window, captured at the second, replayed from then on).
 
     Args:
         lm: The language model (streaming, in eval mode).
@@ -126,8 +127,10 @@ class StepRunner:
             return self._one_step
         compiled = self.lm.__dict__.get('_compiled_cfg_logits')
         if compiled is None:
-            # Kept on the LM (not module level) so each model owns its compiled code.
-            compiled = torch.compile(cfg_logits, mode=self.options.compile_mode)
+            # torch.compile caches graphs (and counts recompilations) per code object: a private
+            # copy of the function gives each model its own cache, kept on the model.
+            own = types.FunctionType(cfg_logits.__code__.replace(), cfg_logits.__globals__, cfg_logits.__name__)
+            compiled = torch.compile(own, mode=self.options.compile_mode)
             self.lm.__dict__['_compiled_cfg_logits'] = compiled
         assert self._tokens is not None
         tokens = self._tokens

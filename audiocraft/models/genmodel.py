@@ -110,9 +110,8 @@ class BaseGenModel(ABC):
         error on logits; the fastest). 'fp32': back to the default float32 path.
         The float32 parameters are kept (state_dict and training are unaffected); packed copies
         add 2 (fp16, bf16) or 1 (int8) bytes per weight. `compile=True` (fp32 only) compiles the
-        decoding step with torch.compile (about a minute of compilation on first use, no
-        measurable gain on a 2-core CPU: the step is bound by reading the weights). See
-        docs/MUSICGEN.md, "Performance".
+        decoding step with torch.compile (the first call compiles, 15 to 50 s; on a 2-core CPU
+        it measured at par with the default path). See docs/MUSICGEN.md, "Performance".
         """
         from ..modules.fast_linear import PRECISIONS, pack_linear_weights
         if precision not in PRECISIONS:

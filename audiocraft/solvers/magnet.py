@@ -106,9 +106,8 @@ class MagnetSolver(MusicGenSolver):
     def run_step(self, idx: int, batch: tp.Tuple[torch.Tensor, tp.List[SegmentWithAttributes]],
                  metrics: dict) -> dict:
         """One training or valid step of masked span prediction."""
-        check_synchronization_points = idx == 1 and self.device == 'cuda'
-        condition_tensors, audio_tokens, padding_mask = self._prepare_tokens_and_attributes(
-            batch, check_synchronization_points)
+        check_sync = self._checks_sync(idx)
+        condition_tensors, audio_tokens, padding_mask = self._prepare_tokens_and_attributes(batch, check_sync)
         self.deadlock_detect.update('tokens_and_conditions')
         B, K, T = audio_tokens.shape
         device = audio_tokens.device
@@ -126,7 +125,7 @@ class MagnetSolver(MusicGenSolver):
         loss_mask = torch.zeros((B, K, T), dtype=torch.bool, device=device)
         loss_mask[:, stage, :] = stage_mask
 
-        with self.autocast:
+        with self._sync_debug(check_sync), self.autocast:
             model_output = self.model.compute_predictions(input_tokens, [], condition_tensors, stage=stage)
             logits = model_output.logits
             loss_mask = loss_mask & model_output.mask

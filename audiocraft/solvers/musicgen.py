@@ -1,4 +1,5 @@
 """Solver training MusicGen: a conditional transformer LM over the tokens of a frozen codec."""
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -223,31 +224,28 @@ class MusicGenSolver(base.StandardSolver):
         attributes = self.model.att_dropout(attributes)
         tokenized = self.model.condition_provider.tokenize(attributes)
 
-        if self.device == "cuda" and check_synchronization_points:
-            torch.cuda.set_sync_debug_mode("warn")
-        if audio_tokens is None:
-            with torch.no_grad():
-                audio_tokens, scale = self.compression_model.encode(audio)
-                if scale is not None:
-                    raise RuntimeError("Scaled compression models (renormalize=true) are not supported by the LM.")
-        with self.autocast:
-            condition_tensors = self.model.condition_provider(tokenized)
+        with self._sync_debug(self.device == "cuda" and check_synchronization_points):
+            if audio_tokens is None:
+                with torch.no_grad():
+                    audio_tokens, scale = self.compression_model.encode(audio)
+                    if scale is not None:
+                        raise RuntimeError("Scaled compression models (renormalize=true) are not supported by the LM.")
+            with self.autocast:
+                condition_tensors = self.model.condition_provider(tokenized)
 
-        padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool, device=audio_tokens.device)
-        if self.cfg.tokens.padding_with_special_token:
-            # tokens of zero padded audio become the special token and are not trained on
-            audio_tokens = audio_tokens.clone()
-            padding_mask = padding_mask.clone()
-            token_sample_rate = self.compression_model.frame_rate
-            B, K, T_s = audio_tokens.shape
-            for i in range(B):
-                n_samples = infos[i].n_frames  # type: ignore
-                audio_sample_rate = infos[i].sample_rate  # type: ignore
-                valid_tokens = math.floor(float(n_samples) / audio_sample_rate * token_sample_rate)
-                audio_tokens[i, :, valid_tokens:] = self.model.special_token_id
-                padding_mask[i, :, valid_tokens:] = 0
-        if self.device == "cuda" and check_synchronization_points:
-            torch.cuda.set_sync_debug_mode("default")
+            padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool, device=audio_tokens.device)
+            if self.cfg.tokens.padding_with_special_token:
+                # tokens of zero padded audio become the special token and are not trained on
+                audio_tokens = audio_tokens.clone()
+                padding_mask = padding_mask.clone()
+                token_sample_rate = self.compression_model.frame_rate
+                B, K, T_s = audio_tokens.shape
+                for i in range(B):
+                    n_samples = infos[i].n_frames  # type: ignore
+                    audio_sample_rate = infos[i].sample_rate  # type: ignore
+                    valid_tokens = math.floor(float(n_samples) / audio_sample_rate * token_sample_rate)
+                    audio_tokens[i, :, valid_tokens:] = self.model.special_token_id
+                    padding_mask[i, :, valid_tokens:] = 0
 
         if self._cached_batch_writer is not None and self.current_stage == 'train':
             assert self._cached_batch_loader is None
@@ -301,24 +299,37 @@ class MusicGenSolver(base.StandardSolver):
         if not loss.isfinite().all():
             raise RuntimeError("Model probably diverged: the loss is not finite.")
 
+    def _checks_sync(self, idx: int) -> bool:
+        """Whether step `idx` runs under torch's CUDA sync debug mode (the second step, on CUDA:
+        the first warms up), to report host synchronisations in the training step."""
+        return idx == 1 and self.device == 'cuda'
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _sync_debug(enabled: bool) -> tp.Iterator[None]:
+        """Warn on every CUDA host synchronisation inside the block when `enabled`."""
+        if not enabled:
+            yield
+            return
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+
     def run_step(self, idx: int, batch: tp.Tuple[torch.Tensor, tp.List[SegmentWithAttributes]],
                  metrics: dict) -> dict:
         """One training or valid step: teacher-forced cross-entropy of the audio tokens."""
-        check_synchronization_points = idx == 1 and self.device == 'cuda'
-        condition_tensors, audio_tokens, padding_mask = self._prepare_tokens_and_attributes(
-            batch, check_synchronization_points)
+        check_sync = self._checks_sync(idx)
+        condition_tensors, audio_tokens, padding_mask = self._prepare_tokens_and_attributes(batch, check_sync)
         self.deadlock_detect.update('tokens_and_conditions')
-        if check_synchronization_points:
-            torch.cuda.set_sync_debug_mode('warn')
-        with self.autocast:
+        with self._sync_debug(check_sync), self.autocast:
             model_output = self.model.compute_predictions(audio_tokens, [], condition_tensors)  # type: ignore
             logits = model_output.logits
             mask = padding_mask & model_output.mask
             ce, ce_per_codebook = self._compute_cross_entropy(logits, audio_tokens, mask)
             loss = ce
         self.deadlock_detect.update('loss')
-        if check_synchronization_points:
-            torch.cuda.set_sync_debug_mode('default')
         if self.is_training:
             self._optimize(loss, metrics)
         return self._add_ce_metrics(metrics, ce, ce_per_codebook)
