@@ -152,6 +152,13 @@ def test_decode_option_errors(cases_dir):
     with pytest.raises(InvalidArgumentError, match="CUDA"):
         lm.generate(num_samples=1, max_gen_len=5)
 
+    from audiocraft.models.lm_magnet import MagnetLMModel
+    magnet_lm = MagnetLMModel(pattern_provider=DelayedPatternProvider(2), condition_provider=ConditioningProvider({}),
+                              fuser=ConditionFuser({}), n_q=2, card=8, dim=16, num_heads=2, num_layers=1)
+    with pytest.raises(InvalidArgumentError, match="whole sequences"):
+        magnet_lm.set_decode_options(compile=True)
+    magnet_lm.set_decode_options()  # the default stays allowed
+
     model = MusicGen.get_pretrained(str(cases_dir / 'musicgen_text_tiny'), device='cpu')
     with pytest.raises(InvalidArgumentError, match="CUDA device"):
         model.optimize_for_gpu()

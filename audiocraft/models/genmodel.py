@@ -126,7 +126,7 @@ class BaseGenModel(ABC):
         self.lm.set_decode_options(compile=compile)
         return self
 
-    def optimize_for_gpu(self, dtype: str = 'fp16', cuda_graph: bool = True, compile: bool = False
+    def optimize_for_gpu(self, dtype: str = 'fp16', cuda_graph: tp.Optional[bool] = None, compile: bool = False
                          ) -> 'BaseGenModel':
         """Opt in to the fast GPU generation path; returns self.
 
@@ -134,7 +134,8 @@ class BaseGenModel(ABC):
         converted to bfloat16 once; wider range, fewer mantissa bits than the float16 release;
         call get_pretrained again to go back), or 'fp32' (LM converted to float32, no autocast:
         the reference numerics). cuda_graph: capture each decoding step once in a CUDA graph and
-        replay it (removes the per-step Python and launch overhead). compile: also compile the
+        replay it (removes the per-step Python and launch overhead); by default on for
+        autoregressive models, off for MAGNeT (whole-sequence passes). compile: also compile the
         step with torch.compile (minutes on first use). See `audiocraft.models.decoding`.
         """
         dtypes = {'fp16': torch.float16, 'bf16': torch.bfloat16, 'fp32': torch.float32}
@@ -150,6 +151,8 @@ class BaseGenModel(ABC):
             if dtype == 'bf16':
                 self.lm.transformer.to(torch.bfloat16)
             self.autocast = TorchAutocast(enabled=True, device_type='cuda', dtype=dtypes[dtype])
+        if cuda_graph is None:
+            cuda_graph = self.lm.STEP_DECODING
         self.lm.set_decode_options(cuda_graph=cuda_graph, compile=compile)
         return self
 

@@ -118,6 +118,9 @@ class LMModel(StreamingModule):
         **kwargs: Passed to StreamingTransformer (num_layers, causal, cross_attention, ...).
     """
 
+    # Generation feeds one step at a time through the streaming cache (see set_decode_options).
+    STEP_DECODING = True
+
     def __init__(self, pattern_provider: CodebooksPatternProvider, condition_provider: ConditioningProvider,
                  fuser: ConditionFuser, n_q: int = 8, card: int = 1024, dim: int = 128, num_heads: int = 8,
                  hidden_scale: int = 4, norm: str = 'layer_norm', norm_first: bool = False,
@@ -165,7 +168,11 @@ class LMModel(StreamingModule):
         """
         if options is not None and kwargs:
             raise InvalidArgumentError("Pass either a DecodeOptions or its fields, not both.")
-        self.decode_options = options if options is not None else DecodeOptions(**kwargs)
+        options = options if options is not None else DecodeOptions(**kwargs)
+        if options.enabled and not self.STEP_DECODING:
+            raise InvalidArgumentError(f"{type(self).__name__} decodes whole sequences, not one step at a time: "
+                                       "static-cache decoding (compile, CUDA graphs) does not apply to it.")
+        self.decode_options = options
         self.__dict__.pop('_compiled_cfg_logits', None)
 
     def _init_weights(self, weight_init: tp.Optional[str], depthwise_init: tp.Optional[str],

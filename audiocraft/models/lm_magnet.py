@@ -32,6 +32,7 @@ class MagnetLMModel(LMModel):
         span_len (int): length of the masked spans.
         **kwargs: the `LMModel` arguments.
     """
+    STEP_DECODING = False  # each decoding pass runs the whole sequence
 
     def __init__(self, subcodes_context: int = 5, compression_model_framerate: int = 50,
                  segment_duration: int = 10, span_len: int = 3, **kwargs: tp.Any):
