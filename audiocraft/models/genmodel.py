@@ -150,6 +150,8 @@ class BaseGenModel(ABC):
         else:
             if dtype == 'bf16':
                 self.lm.transformer.to(torch.bfloat16)
+                if self.lm.transformer.rope is not None:
+                    self.lm.transformer.rope.float()  # rotary phases need float32 frequencies
             self.autocast = TorchAutocast(enabled=True, device_type='cuda', dtype=dtypes[dtype])
         if cuda_graph is None:
             cuda_graph = self.lm.STEP_DECODING
