@@ -100,8 +100,7 @@ class StepRunner:
         # Conditions fused by 'prepend' enter the cache with the first chunk.
         self.prepended = sum(cond.shape[1] for name, (cond, _) in condition_tensors.items()
                              if lm.fuser.cond2fuse.get(name) == 'prepend')
-        capacity = steps + self.prepended
-        self.capacity = capacity
+        self.capacity = steps + self.prepended
         self.options = options
         self.device = next(iter(lm.parameters())).device
         self._graphs = CudaGraphs(self.device) if options.cuda_graph else None
@@ -112,7 +111,7 @@ class StepRunner:
         self._tokens: tp.Optional[torch.Tensor] = None  # static input of the one-step function
         self._replays: tp.Dict[int, Step] = {}
         self._warm_windows: tp.Set[int] = set()
-        lm.transformer.start_static_cache(capacity, self.device)
+        lm.transformer.start_static_cache(self.capacity, self.device)
 
     def _window_for(self, end: int) -> int:
         step = self.options.window

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fast_linear import FastLinear, get_packed, linear as fast_linear
-from .rope import RotaryEmbedding
+from .rope import RotaryEmbedding, positions_from
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
 
@@ -267,16 +267,21 @@ class StreamingMultiheadAttention(StreamingModule):
             k_cache = k.new_zeros(k.shape[0], k.shape[1], capacity, k.shape[3])
             v_cache = v.new_zeros(v.shape[0], v.shape[1], capacity, v.shape[3])
             state['k_cache'], state['v_cache'] = k_cache, v_cache
-        positions = start.view(-1)[:1] + torch.arange(k.shape[2], device=k.device)
+        positions = positions_from(start, k.shape[2])
         k_cache.index_copy_(2, positions, k.to(k_cache.dtype))
         v_cache.index_copy_(2, positions, v.to(v_cache.dtype))
         capacity = k_cache.shape[2]
         window = capacity if self.static_window is None else min(self.static_window, capacity)
-        delta = positions.view(-1, 1) - torch.arange(window, device=k.device).view(1, -1)
+        return k_cache[:, :, :window], v_cache[:, :, :window], self._allowed_keys(positions, window)
+
+    def _allowed_keys(self, query_positions: torch.Tensor, k_len: int) -> torch.Tensor:
+        """Boolean [T, k_len] mask of the keys each query position may attend: causal, and
+        within `past_context` when set."""
+        delta = query_positions.view(-1, 1) - torch.arange(k_len, device=query_positions.device).view(1, -1)
         valid = delta >= 0
         if self.past_context is not None:
             valid &= delta <= self.past_context
-        return k_cache[:, :, :window], v_cache[:, :, :window], valid
+        return valid
 
     def _causal_mask(self, past: int, q_len: int, k_len: int, device: torch.device,
                      explicit: bool) -> tp.Tuple[tp.Optional[torch.Tensor], bool]:
@@ -290,13 +295,7 @@ class StreamingMultiheadAttention(StreamingModule):
                 return None, False
             if past == 0 and q_len == k_len:
                 return None, True
-        q_pos = torch.arange(past, past + q_len, device=device).view(-1, 1)
-        k_pos = torch.arange(k_len, device=device).view(1, -1)
-        delta = q_pos - k_pos
-        valid = delta >= 0
-        if self.past_context is not None:
-            valid &= delta <= self.past_context
-        return valid, False
+        return self._allowed_keys(torch.arange(past, past + q_len, device=device), k_len), False
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: tp.Optional[torch.Tensor] = None, need_weights: bool = False,
@@ -351,9 +350,8 @@ class StreamingMultiheadAttention(StreamingModule):
         if key_padding_mask is not None:
             mask = _merge_masks(mask, ~key_padding_mask.bool()[:, None, None, :], q.dtype)
 
-        if self.kv_repeat > 1:
-            k = k.repeat_interleave(self.kv_repeat, dim=1)
-            v = v.repeat_interleave(self.kv_repeat, dim=1)
+        k = expand_repeated_kv(k, self.kv_repeat, memory_efficient=False)
+        v = expand_repeated_kv(v, self.kv_repeat, memory_efficient=False)
         if self.attention_as_float32:
             q, k, v = q.float(), k.float(), v.float()
             if mask is not None and mask.dtype != torch.bool:

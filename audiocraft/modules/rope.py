@@ -8,13 +8,17 @@ from torch import nn
 Position = tp.Union[int, torch.Tensor]
 
 
+def positions_from(start: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions [start, start + length) as a long tensor, `start` a 1-element device tensor (no host sync)."""
+    return start.view(-1)[:1] + torch.arange(length, device=start.device)
+
+
 def _span(table: tp.Optional[torch.Tensor], start: torch.Tensor, length: int) -> torch.Tensor:
     """Rows [start, start + length) of a precomputed `table`, `start` a device tensor (no host sync)."""
     if table is None:
         raise RuntimeError("Positional tables must be reserved (RotaryEmbedding.reserve) before "
                            "positions are given as a tensor.")
-    positions = start.view(-1)[:1] + torch.arange(length, device=start.device)
-    return table.index_select(0, positions)
+    return table.index_select(0, positions_from(start, length))
 
 
 class XPos(nn.Module):
@@ -100,17 +104,15 @@ class RotaryEmbedding(nn.Module):
         target_shape = [1] * x.dim()
         target_shape[time_dim] = T
         target_shape[-1] = x.shape[-1] // 2
+        decay: tp.Union[float, torch.Tensor] = 1.0
         if isinstance(start, torch.Tensor):
             rotation = _span(self.rotation, start, T).view(target_shape)
+            if self.xpos is not None:
+                decay = _span(self.xpos.decay, start, T).view(target_shape)
         else:
             rotation = self.get_rotation(start, start + T).view(target_shape)
-        if self.xpos is not None:
-            if isinstance(start, torch.Tensor):
-                decay = _span(self.xpos.decay, start, T).view(target_shape)
-            else:
+            if self.xpos is not None:
                 decay = self.xpos.get_decay(start, start + T).view(target_shape)
-        else:
-            decay = 1.0
         if invert_decay:
             decay = decay ** -1
         x_complex = torch.view_as_complex(x.to(self.dtype).reshape(*x.shape[:-1], -1, 2))
