@@ -3,19 +3,11 @@
     dora grid audiogen.audiogen_base_16khz --dry_run --init
 """
 from ..musicgen._explorers import LMExplorer
-from ...environment import AudioCraftEnvironment
+from .._lm_recipes import FSDP, MEDIUM, bind_lm_grid
 
 
 @LMExplorer
 def explorer(launcher):
-    partitions = AudioCraftEnvironment.get_slurm_partitions(['team', 'global'])
-    launcher.slurm_(gpus=64, partition=partitions)
-    launcher.bind_(solver='audiogen/audiogen_base_16khz')
-    # replace with your environmental sound dataset
-    launcher.bind_(dset='audio/example')
-
-    fsdp = {'autocast': False, 'fsdp.use': True}
-    medium = {'model/lm/model_scale': 'medium'}
-
-    launcher.bind_(fsdp)
-    launcher(medium)
+    bind_lm_grid(launcher, solver='audiogen/audiogen_base_16khz', gpus=64)
+    launcher.bind_(FSDP)
+    launcher(MEDIUM)
