@@ -3,11 +3,11 @@
     dora grid audiogen.audiogen_base_16khz --dry_run --init
 """
 from ..musicgen._explorers import LMExplorer
-from .._lm_recipes import FSDP, MEDIUM, bind_lm_grid
+from .._recipes import FSDP, MEDIUM, bind_grid
 
 
 @LMExplorer
 def explorer(launcher):
-    bind_lm_grid(launcher, solver='audiogen/audiogen_base_16khz', gpus=64)
+    bind_grid(launcher, solver='audiogen/audiogen_base_16khz', gpus=64)
     launcher.bind_(FSDP)
     launcher(MEDIUM)

@@ -3,10 +3,10 @@
     dora grid magnet.audio_magnet_16khz --dry_run --init
 """
 from ..musicgen._explorers import LMExplorer
-from .._lm_recipes import bind_lm_grid, submit_magnet_scales
+from .._recipes import bind_grid, submit_magnet_scales
 
 
 @LMExplorer
 def explorer(launcher):
-    bind_lm_grid(launcher, solver='magnet/audio_magnet_16khz')
+    bind_grid(launcher, solver='magnet/audio_magnet_16khz')
     submit_magnet_scales(launcher)

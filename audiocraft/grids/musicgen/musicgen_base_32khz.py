@@ -3,10 +3,10 @@
     dora grid musicgen.musicgen_base_32khz --dry_run --init
 """
 from ._explorers import LMExplorer
-from .._lm_recipes import bind_lm_grid, submit_musicgen_scales
+from .._recipes import bind_grid, submit_musicgen_scales
 
 
 @LMExplorer
 def explorer(launcher):
-    bind_lm_grid(launcher, solver='musicgen/musicgen_base_32khz')
+    bind_grid(launcher, solver='musicgen/musicgen_base_32khz')
     submit_musicgen_scales(launcher)

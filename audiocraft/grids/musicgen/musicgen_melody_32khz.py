@@ -3,12 +3,12 @@
     dora grid musicgen.musicgen_melody_32khz --dry_run --init
 """
 from ._explorers import LMExplorer
-from .._lm_recipes import bind_lm_grid, submit_musicgen_scales
+from .._recipes import bind_grid, submit_musicgen_scales
 
 
 @LMExplorer
 def explorer(launcher):
-    bind_lm_grid(launcher, solver='musicgen/musicgen_melody_32khz')
+    bind_grid(launcher, solver='musicgen/musicgen_melody_32khz')
 
     cache_path = {'conditioners.self_wav.chroma_stem.cache_path': '/tmp/audiocraft_chroma_cache'}
 

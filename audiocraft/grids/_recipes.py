@@ -1,4 +1,4 @@
-"""Pieces shared by the language-model grids (MusicGen, AudioGen, MAGNeT).
+"""Pieces shared by the grids (EnCodec, MusicGen, AudioGen, MAGNeT).
 
 Each grid file still reads as its recipe: it names the solver and calls these for the parts that
 are the same across grids.
@@ -12,9 +12,9 @@ MEDIUM = {'model/lm/model_scale': 'medium'}
 LARGE = {'model/lm/model_scale': 'large'}
 
 
-def bind_lm_grid(launcher: tp.Any, solver: str, gpus: int = 32) -> None:
+def bind_grid(launcher: tp.Any, solver: str, gpus: int = 32) -> None:
     """SLURM partitions and GPUs, the solver, and the example dataset: replace `dset` with your
-    own music or sound dataset (see docs/DATASETS.md)."""
+    own music or sound dataset (see docs/DATASETS.md), or pass your own dset config."""
     partitions = AudioCraftEnvironment.get_slurm_partitions(['team', 'global'])
     launcher.slurm_(gpus=gpus, partition=partitions)
     launcher.bind_(solver=solver)
