@@ -197,3 +197,7 @@ def test_benchmark_quick_mode(tmp_path):
     assert 0 <= generate[-1]['token_agreement_vs_fp32'] <= 1
     with pytest.raises(SystemExit):
         run.main(['--quick', '--sections', 'nope'])
+    # GPU-only or CPU-only choices are refused up front, with the valid ones named.
+    for bad in (['--decode', 'cudagraph'], ['--decode', 'jit'], ['--precisions', 'fp8']):
+        with pytest.raises(SystemExit):
+            run.parse_args(['--quick'] + bad)

@@ -148,6 +148,12 @@ def test_decode_option_errors(cases_dir):
         lm.set_decode_options(DecodeOptions(), static=True)
     with pytest.raises(RuntimeError, match="streaming"):
         lm.transformer.start_static_cache(10, 'cpu')
+    with torch.no_grad(), lm.streaming():
+        with pytest.raises(InvalidArgumentError, match="positive"):
+            lm.transformer.start_static_cache(0, 'cpu')
+        lm.transformer(torch.zeros(1, 2, 16))  # a first chunk on the default cache
+        with pytest.raises(RuntimeError, match="before the first chunk"):
+            lm.transformer.start_static_cache(10, 'cpu')
     lm.set_decode_options(cuda_graph=True)
     with pytest.raises(InvalidArgumentError, match="CUDA"):
         lm.generate(num_samples=1, max_gen_len=5)
@@ -162,6 +168,8 @@ def test_decode_option_errors(cases_dir):
     model = MusicGen.get_pretrained(str(cases_dir / 'musicgen_text_tiny'), device='cpu')
     with pytest.raises(InvalidArgumentError, match="CUDA device"):
         model.optimize_for_gpu()
+    with pytest.raises(InvalidArgumentError, match="Unknown dtype"):
+        model.optimize_for_gpu('fp8')
     with pytest.raises(InvalidArgumentError, match="fp32"):
         model.optimize_for_cpu('int8', compile=True)
     model.optimize_for_cpu('int8')
