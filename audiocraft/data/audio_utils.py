@@ -5,8 +5,8 @@ import sys
 import typing as tp
 
 import julius
+import numpy as np
 import torch
-import torchaudio
 
 logger = logging.getLogger(__name__)
 _AAC_PRIMING = 1024  # encoder delay of ffmpeg's AAC encoder, in samples
@@ -43,9 +43,20 @@ def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channe
     return convert_audio_channels(wav, to_channels)
 
 
+def integrated_loudness(wav: torch.Tensor, sample_rate: int) -> float:
+    """Gated integrated loudness (ITU-R BS.1770-4) of `wav` [C, T] in LUFS; at least 400 ms of audio."""
+    import pyloudnorm  # scipy-based: imported here so that `import audiocraft` stays light
+
+    if wav.dim() != 2:
+        raise ValueError(f"Expected a wav of shape [C, T], got {tuple(wav.shape)}.")
+    samples = wav.detach().to(torch.float64).cpu().numpy().T
+    loudness = pyloudnorm.Meter(int(sample_rate)).integrated_loudness(np.ascontiguousarray(samples))
+    return float(loudness)
+
+
 def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db: float = 14,
                        loudness_compressor: bool = False, energy_floor: float = 2e-3) -> torch.Tensor:
-    """Scale `wav` [C, T] to -`loudness_headroom_db` LUFS (ITU-R BS.1770, via torchaudio).
+    """Scale `wav` [C, T] to -`loudness_headroom_db` LUFS (ITU-R BS.1770-4 gated loudness, via pyloudnorm).
 
     Near-silent inputs (RMS below `energy_floor`) are returned unchanged. With
     `loudness_compressor`, a tanh soft-clips the result.
@@ -53,12 +64,11 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, loudness_headroom_db
     energy = wav.pow(2).mean().sqrt().item()
     if energy < energy_floor:
         return wav
-    transform = torchaudio.transforms.Loudness(sample_rate)
     # The BS.1770 gating block is 400 ms: measure shorter clips on a repetition of themselves.
     min_length = int(0.4 * sample_rate) + 1
     measured = wav if wav.shape[-1] >= min_length else \
         wav.repeat(*([1] * (wav.dim() - 1)), -(-min_length // wav.shape[-1]))
-    input_loudness_db = transform(measured).item()
+    input_loudness_db = integrated_loudness(measured, sample_rate)
     delta_loudness = -loudness_headroom_db - input_loudness_db
     gain = 10.0 ** (delta_loudness / 20.0)
     output = gain * wav

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchaudio.transforms import MelSpectrogram
+from ..modules.spectral import MelSpectrogram
 
 from ..modules.conv import pad_for_conv1d
 

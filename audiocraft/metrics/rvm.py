@@ -2,8 +2,9 @@
 import typing as tp
 
 import torch
-import torchaudio
 from torch import nn
+
+from ..modules.spectral import MelSpectrogram
 
 
 def db_to_scale(volume: tp.Union[float, torch.Tensor]) -> tp.Union[float, torch.Tensor]:
@@ -32,7 +33,7 @@ class RelativeVolumeMel(nn.Module):
                  max_relative_volume: float = 25, max_initial_gain: float = 25,
                  min_activity_volume: float = -25, num_aggregated_bands: int = 4) -> None:
         super().__init__()
-        self.melspec = torchaudio.transforms.MelSpectrogram(
+        self.melspec = MelSpectrogram(
             n_mels=n_mels, n_fft=n_fft, hop_length=hop_length,
             normalized=True, sample_rate=sample_rate, power=2)
         self.min_relative_volume = min_relative_volume

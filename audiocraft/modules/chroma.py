@@ -4,8 +4,9 @@ import typing as tp
 
 import numpy as np
 import torch
-import torchaudio
 from torch import nn
+
+from .spectral import Spectrogram
 
 
 def chroma_filter_bank(sample_rate: int, n_fft: int, n_chroma: int = 12, tuning: float = 0.0,
@@ -69,7 +70,7 @@ class ChromaExtractor(nn.Module):
         fbanks = torch.from_numpy(chroma_filter_bank(sample_rate, self.nfft, n_chroma=n_chroma))
         # Not persistent: checkpoints only carry the spectrogram window (`spec.window`).
         self.register_buffer('fbanks', fbanks, persistent=False)
-        self.spec = torchaudio.transforms.Spectrogram(n_fft=self.nfft, win_length=self.winlen,
+        self.spec = Spectrogram(n_fft=self.nfft, win_length=self.winlen,
                                                       hop_length=self.winhop, power=2, center=True,
                                                       pad=0, normalized=True)
         if device is not None:

@@ -2,11 +2,11 @@
 import typing as tp
 
 import torch
-import torchaudio
 from einops import rearrange
 from torch import nn
 
 from ...modules.conv import NormConv2d
+from ...modules.spectral import Spectrogram
 from .base import MultiDiscriminator, apply_conv_stack
 
 
@@ -47,7 +47,7 @@ class DiscriminatorSTFT(nn.Module):
         self.win_length = win_length
         self.normalized = normalized
         self.activation = getattr(torch.nn, activation)(**activation_params)
-        self.spec_transform = torchaudio.transforms.Spectrogram(
+        self.spec_transform = Spectrogram(
             n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window_fn=torch.hann_window,
             normalized=self.normalized, center=False, pad_mode=None, power=None)
         spec_channels = 2 * self.in_channels
