@@ -7,12 +7,12 @@ import subprocess
 import uuid
 import typing as tp
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .audio_utils import f32_pcm, i16_pcm, normalize_audio
+from ..utils.dependencies import import_compiled
 
 PathLike = tp.Union[str, Path]
 FileLike = tp.Union[PathLike, tp.BinaryIO]
@@ -26,6 +26,11 @@ _FORMATS = {
     'aac': ('ipod', 'aac', 'fltp'),  # an m4a container records the priming delay
 }
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def _av() -> tp.Any:
+    """PyAV, imported on first use so that a broken FFmpeg build only disables audio file I/O."""
+    return import_compiled("av", "reading and writing audio files")
 
 
 @dataclass
@@ -42,8 +47,8 @@ def _check_readable(filepath: FileLike) -> None:
 
 def _open_input(filepath: FileLike, name: str) -> tp.Any:
     try:
-        container = av.open(filepath if not isinstance(filepath, Path) else str(filepath))
-    except av.error.FFmpegError as exc:
+        container = _av().open(filepath if not isinstance(filepath, Path) else str(filepath))
+    except _av().error.FFmpegError as exc:
         raise RuntimeError(f"Could not decode audio file {name}: {exc}") from exc
     if not container.streams.audio:
         container.close()
@@ -62,14 +67,14 @@ def audio_info(filepath: PathLike) -> AudioFileInfo:
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
-            duration = container.duration / av.time_base
+            duration = container.duration / _av().time_base
         else:  # no duration in the headers: count the samples
             samples = sum(frame.samples for frame in container.decode(stream))
             duration = samples / sample_rate
     return AudioFileInfo(sample_rate, duration, channels)
 
 
-def _frame_to_tensor(frame: av.AudioFrame, channels: int) -> torch.Tensor:
+def _frame_to_tensor(frame: tp.Any, channels: int) -> torch.Tensor:
     array = frame.to_ndarray()
     if array.shape[0] != channels:  # packed formats interleave the channels in one row
         array = array.reshape(-1, channels).T
@@ -95,7 +100,7 @@ def _decode_av(filepath: FileLike, seek_time: float = 0., duration: float = -1.,
             target = max(0., seek_time - 0.1)
             try:
                 container.seek(int(target / stream.time_base), stream=stream)
-            except av.error.FFmpegError:
+            except _av().error.FFmpegError:
                 container.seek(0, stream=stream)
         chunks: tp.List[torch.Tensor] = []
         length = 0
@@ -115,7 +120,7 @@ def _decode_av(filepath: FileLike, seek_time: float = 0., duration: float = -1.,
                 length += buf.shape[1]
                 if 0 < num_frames <= length:
                     break
-        except av.error.FFmpegError as exc:
+        except _av().error.FFmpegError as exc:
             raise RuntimeError(f"Could not decode audio file {name}: {exc}") from exc
     if not chunks:
         return torch.zeros(channels, 0), sample_rate
@@ -186,7 +191,7 @@ def _encode_av(target: FileLike, wav: torch.Tensor, sample_rate: int, format: st
     else:
         array = wav.float().numpy()
     target_arg = str(target) if isinstance(target, Path) else target
-    with av.open(target_arg, 'w', format=container_format) as container:
+    with _av().open(target_arg, 'w', format=container_format) as container:
         stream = container.add_stream(codec, rate=sample_rate)
         stream.layout = _layout(channels)
         stream.format = sample_format
@@ -200,7 +205,7 @@ def _encode_av(target: FileLike, wav: torch.Tensor, sample_rate: int, format: st
                 chunk = array[:, start * channels: stop * channels]
             else:
                 chunk = array[:, start:stop]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_format,
+            frame = _av().AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_format,
                                                layout=_layout(channels))
             frame.sample_rate = sample_rate
             for packet in stream.encode(frame):
@@ -224,7 +229,7 @@ def _ffmpeg_encode(path: Path, wav: torch.Tensor, sample_rate: int, flags: tp.Li
 
 def _has_av_encoder(name: str) -> bool:
     try:
-        av.codec.Codec(name, 'w')
+        _av().codec.Codec(name, 'w')
     except Exception:
         return False
     return True
