@@ -187,7 +187,8 @@ def get_debug_condition_provider(output_dim: int = 16, device: tp.Union[str, tor
 
 
 def _default_device_is_meta() -> bool:
-    return torch.get_default_device().type == 'meta'
+    # `torch.get_default_device()` misses an enclosing `with torch.device(...)` on older torch releases.
+    return torch.empty(0).device.type == 'meta'
 
 
 def get_lm_model(cfg: omegaconf.DictConfig) -> 'LMModel':
