@@ -68,7 +68,7 @@ def get_compression_model(cfg: omegaconf.DictConfig) -> 'CompressionModel':
     kwargs.pop('renorm', None)  # deprecated name of `renormalize`
     model = EncodecModel(encoder, decoder, quantizer, frame_rate=frame_rate, renormalize=renormalize, **kwargs)
     device = cfg.get('device', 'cpu')
-    if torch.get_default_device().type == 'meta' or str(device) == 'meta':
+    if _default_device_is_meta() or str(device) == 'meta':
         return model
     return model.to(device)
 
