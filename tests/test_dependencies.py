@@ -87,4 +87,4 @@ def test_library_metadata_has_ranges_not_single_release_pins():
     pinned = {line.split("==")[0].lower().replace("_", "-") for line in lock if "==" in line and not line.startswith("#")}
     for line in requirements:
         name = line.split(">")[0].split("<")[0].split("[")[0].strip().lower().replace("_", "-")
-        assert name in pinned, f"{name} is missing from requirements-lock.txt: run `make lock`"
+        assert name in pinned, f"{name} is not in requirements-lock.txt: run `make lock`"

@@ -206,7 +206,7 @@ def _encode_av(target: FileLike, wav: torch.Tensor, sample_rate: int, format: st
             else:
                 chunk = array[:, start:stop]
             frame = _av().AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_format,
-                                               layout=_layout(channels))
+                                                  layout=_layout(channels))
             frame.sample_rate = sample_rate
             for packet in stream.encode(frame):
                 container.mux(packet)
