@@ -2,6 +2,7 @@
 tokenizer and feature extractor files) that `MusicgenForConditionalGeneration.from_pretrained` (or the Melody
 class) loads. Refuses, saying why, what transformers cannot express (see lm_map.check_lm_cfg, encodec_map).
 """
+import json
 import logging
 import typing as tp
 from pathlib import Path
@@ -60,15 +61,17 @@ def _save_processor(dst: Path, tokenizer: tp.Any, melody: bool, sample_rate: int
     tokenizer.save_pretrained(str(dst))
     if melody:
         assert chroma is not None
+        # Written by hand: transformers' melody feature extractor needs torchaudio just to be built.
         nfft = int(chroma.get('nfft') or 2 ** int(chroma.radix2_exp))
         winhop = int(chroma.get('winhop') or 2 ** int(chroma.radix2_exp) // 4)
-        extractor = transformers.MusicgenMelodyFeatureExtractor(
-            sampling_rate=sample_rate, n_fft=nfft, hop_length=winhop, num_chroma=int(chroma.n_chroma))
-        processor = transformers.MusicgenMelodyProcessor(feature_extractor=extractor, tokenizer=tokenizer)
-    else:
-        extractor = transformers.EncodecFeatureExtractor(feature_size=channels, sampling_rate=sample_rate)
-        processor = transformers.MusicgenProcessor(feature_extractor=extractor, tokenizer=tokenizer)
-    processor.save_pretrained(str(dst))
+        settings = {'feature_extractor_type': 'MusicgenMelodyFeatureExtractor', 'processor_class':
+                    'MusicgenMelodyProcessor', 'feature_size': int(chroma.n_chroma), 'sampling_rate': sample_rate,
+                    'hop_length': winhop, 'chunk_length': 30, 'n_fft': nfft, 'num_chroma': int(chroma.n_chroma),
+                    'padding_value': 0.0, 'return_attention_mask': False, 'stem_indices': [3, 2]}
+        (dst / 'preprocessor_config.json').write_text(json.dumps(settings, indent=2) + '\n')
+        return
+    extractor = transformers.EncodecFeatureExtractor(feature_size=channels, sampling_rate=sample_rate)
+    transformers.MusicgenProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(str(dst))
 
 
 def musicgen_to_transformers(model: 'MusicGen', dst: tp.Union[str, Path], source: tp.Optional[str] = None,
