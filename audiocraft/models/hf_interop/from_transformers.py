@@ -7,7 +7,6 @@ and the LM is AudioCraft's, with the weights renamed (see lm_map).
 import json
 import logging
 import os
-import tempfile
 import typing as tp
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from .errors import NotConvertibleError
-from .lm_map import CHROMA_WINDOW, lm_cfg_from_hf, lm_state_from_hf
+from .lm_map import CHROMA_WINDOW, lm_cfg_from_hf, lm_state_from_hf, order_like_audiocraft
 from ...modules.conditioners import ConditioningProvider, T5Conditioner
 
 if tp.TYPE_CHECKING:
@@ -153,6 +152,8 @@ def lm_from_transformers(hf_model: nn.Module, tokenizer: tp.Any, device: tp.Unio
             wav_provider = builders.get_conditioner_provider(dim, wav_cfg)
         conditioners['self_wav'] = wav_provider.conditioners['self_wav']
         state[CHROMA_WINDOW] = conditioners['self_wav'].state_dict()['chroma.spec.window']
+    # The order of xp.cfg (self_wav first for melody) is the order of AudioCraft's state_dict.
+    conditioners = {name: conditioners[name] for name in cfg.conditioners}
     provider = ConditioningProvider(conditioners, device=device)
     for key, value in provider.state_dict().items():  # the T5 projection comes from the checkpoint
         assert f'condition_provider.{key}' in state, f"missing {key} in converted weights"
@@ -160,10 +161,11 @@ def lm_from_transformers(hf_model: nn.Module, tokenizer: tp.Any, device: tp.Unio
     pattern = builders.get_codebooks_pattern_provider(kwargs['n_q'], cfg.codebooks_pattern)
     fuser = builders.get_condition_fuser(cfg)
 
+    cfg_coef = float(cfg.classifier_free_guidance.inference_coef)
+
     def build() -> LMModel:
-        return LMModel(pattern, provider, fuser, cfg_dropout=0.0, cfg_coef=float(cfg.classifier_free_guidance.
-                                                                                inference_coef),
-                       attribute_dropout={}, dtype=getattr(torch, cfg.dtype), device='meta', **kwargs)
+        return LMModel(pattern, provider, fuser, cfg_dropout=0.0, cfg_coef=cfg_coef, attribute_dropout={},
+                       dtype=getattr(torch, cfg.dtype), device='meta', **kwargs)
 
     lm = build_meta_and_load(build, state, device=device, name='transformers MusicGen')
     lm.eval()
@@ -245,6 +247,7 @@ def convert_transformers_to_audiocraft(src: str, dst: tp.Union[str, Path], embed
     if embed_text_encoder:
         for key, value in hf_model.text_encoder.state_dict().items():
             state[f'condition_provider.conditioners.description.t5.{key}'] = value
+    state = order_like_audiocraft(state, list(cfg.conditioners))
     state = {k: v.detach().clone().contiguous() for k, v in state.items()}
     dst = Path(dst)
     _atomic_save({'best_state': state, 'xp.cfg': _cfg_to_yaml(cfg), 'version': __version__, 'exported': True},
@@ -261,8 +264,3 @@ def convert_transformers_to_audiocraft(src: str, dst: tp.Union[str, Path], embed
     logger.info("Wrote AudioCraft checkpoints for %s to %s (text encoder %s).", src, dst,
                 "embedded" if embed_text_encoder else f"loaded by name {t5_name!r}")
     return dst
-
-
-def temporary_folder() -> tempfile.TemporaryDirectory:
-    """A scratch folder for conversions that go through files."""
-    return tempfile.TemporaryDirectory(prefix='audiocraft_hf_')

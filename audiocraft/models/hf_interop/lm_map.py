@@ -167,6 +167,32 @@ def lm_state_from_hf(hf_state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch
     return out
 
 
+_LAYER_ORDER = ['self_attn.in_proj_weight', 'self_attn.out_proj.weight', 'linear1.weight', 'linear2.weight',
+                'norm1.weight', 'norm1.bias', 'norm2.weight', 'norm2.bias', 'cross_attention.in_proj_weight',
+                'cross_attention.out_proj.weight', 'norm_cross.weight', 'norm_cross.bias']
+
+
+def order_like_audiocraft(state: tp.Dict[str, torch.Tensor], conditioners: tp.Sequence[str]
+                          ) -> tp.Dict[str, torch.Tensor]:
+    """`state` in the key order of AudioCraft's own LM state_dict (module registration order), so that
+    converted files list their tensors exactly as the originals do."""
+    def rank(key: str) -> tp.Tuple:
+        parts = key.split('.')
+        if parts[0] == 'condition_provider':
+            name, rest = parts[2], '.'.join(parts[3:])
+            sub = {'output_proj.weight': 0, 'output_proj.bias': 1}.get(rest, 2)
+            return (0, conditioners.index(name) if name in conditioners else len(conditioners), sub, rest)
+        if parts[0] == 'emb':
+            return (1, int(parts[1]))
+        if parts[0] == 'transformer':
+            rest = '.'.join(parts[3:])
+            return (2, int(parts[2]), _LAYER_ORDER.index(rest) if rest in _LAYER_ORDER else len(_LAYER_ORDER), rest)
+        if parts[0] == 'out_norm':
+            return (3, ['weight', 'bias'].index(parts[1]) if parts[1] in ('weight', 'bias') else 2)
+        return (4, int(parts[1]) if parts[0] == 'linears' else 0, key)
+    return {key: state[key] for key in sorted(state, key=rank)}
+
+
 def hf_decoder_kwargs_from_cfg(cfg: tp.Any) -> dict:
     """Keyword arguments of transformers' `MusicgenDecoderConfig` for our LM `xp.cfg`."""
     lm = cfg.transformer_lm

@@ -169,7 +169,7 @@ def export_musicgen_to_transformers(src: tp.Union[str, Path, 'MusicGen'], dst: t
 def _export_training_checkpoint(path: str, dst: tp.Union[str, Path], dtype: tp.Optional[torch.dtype]) -> Path:
     """A solver checkpoint (checkpoint.th): export it to AudioCraft's pretrained format first, then convert."""
     from ...utils import export as ac_export
-    from .from_transformers import temporary_folder
+    import tempfile
     pkg = torch.load(path, map_location='cpu', weights_only=False)  # local training checkpoint: full objects
     if not isinstance(pkg, dict) or 'xp.cfg' not in pkg:
         raise NotConvertibleError(f"{path!r} is neither a pretrained AudioCraft folder nor a training checkpoint.")
@@ -178,7 +178,7 @@ def _export_training_checkpoint(path: str, dst: tp.Union[str, Path], dtype: tp.O
                                   "compression_state_dict.bin.")
     cfg = OmegaConf.create(pkg['xp.cfg'])
     codec = str(cfg.get('compression_model_checkpoint') or '')
-    with temporary_folder() as tmp:
+    with tempfile.TemporaryDirectory(prefix='audiocraft_hf_') as tmp:
         ac_export.export_lm(path, Path(tmp) / 'state_dict.bin')
         if codec.startswith('//pretrained/'):
             ac_export.export_pretrained_compression_model(codec[len('//pretrained/'):],
