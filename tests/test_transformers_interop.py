@@ -159,11 +159,15 @@ def make_stereo_case(cases_dir: Path, folder: Path) -> Path:
     cfg.interleave_stereo_codebooks.use = True
     cfg.transformer_lm.n_q = 2 * LEVELS
     cfg.codebooks_pattern.delay.delays = [k // 2 for k in range(2 * LEVELS)]
-    state = dict(pkg['best_state'])
     gen = torch.Generator().manual_seed(3)
-    for k in range(LEVELS, 2 * LEVELS):
-        state[f'emb.{k}.weight'] = torch.randn(state['emb.0.weight'].shape, generator=gen)
-        state[f'linears.{k}.weight'] = torch.randn(state['linears.0.weight'].shape, generator=gen) * 0.1
+    state = {}
+    for key, value in pkg['best_state'].items():  # new tensors where AudioCraft's state_dict lists them
+        state[key] = value
+        if key in (f'emb.{LEVELS - 1}.weight', f'linears.{LEVELS - 1}.weight'):
+            kind = key.split('.')[0]
+            scale = 0.1 if kind == 'linears' else 1.0
+            for k in range(LEVELS, 2 * LEVELS):
+                state[f'{kind}.{k}.weight'] = torch.randn(value.shape, generator=gen) * scale
     folder.mkdir(parents=True)
     torch.save({**pkg, 'best_state': state, 'xp.cfg': OmegaConf.to_yaml(cfg)}, folder / 'state_dict.bin')
     (folder / 'compression_state_dict.bin').write_bytes(
