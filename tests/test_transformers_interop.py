@@ -267,3 +267,64 @@ def test_codecs_without_transformers_counterpart_are_refused(cases_dir, key, val
     OmegaConf.update(cfg, key, value)
     with pytest.raises(NotConvertibleError, match=reason):
         hf_encodec_config_from_cfg(cfg)
+
+
+# ---- numeric conventions (docs/TRANSFORMERS.md) ----
+
+
+def test_sinusoidal_embedding_layout_matches():
+    from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding
+    from audiocraft.modules.embeddings import create_sin_embedding
+    positions = torch.arange(3000).view(1, -1, 1)
+    ours = create_sin_embedding(positions, 64)[0]
+    theirs = MusicgenSinusoidalPositionalEmbedding.get_embedding(3000, 64)
+    # Same layout (cosines then sines, period 10000 ** (i / (dim / 2 - 1))); exp/log vs pow rounding only.
+    assert (ours - theirs).abs().max() < 1e-3
+    assert (ours[:100] - theirs[:100]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize('stereo', [False, True], ids=['mono', 'stereo'])
+def test_delay_pattern_matches_transformers_delay_mask(stereo):
+    from audiocraft.modules.codebooks_patterns import DelayedPatternProvider
+    from audiocraft.models.hf_interop.lm_map import stereo_delays
+    n_q, frames, special = (2 * LEVELS if stereo else LEVELS), 7, 64
+    config = transformers.MusicgenDecoderConfig(vocab_size=64, hidden_size=8, ffn_dim=16, num_hidden_layers=1,
+                                                num_attention_heads=2, num_codebooks=n_q,
+                                                audio_channels=2 if stereo else 1, pad_token_id=special)
+    decoder = transformers.MusicgenForCausalLM(config)
+    codes = torch.randint(0, 64, (1, n_q, frames))
+    ours, _, _ = DelayedPatternProvider(n_q, delays=stereo_delays(n_q, stereo)).get_pattern(frames) \
+        .build_pattern_sequence(codes, special)
+    with_start = torch.cat([torch.full((1, n_q, 1), special), codes], dim=-1).reshape(n_q, -1)
+    _, theirs = decoder.build_delay_pattern_mask(with_start, special, max_length=frames + LEVELS)
+    # Step s holds frame s - 1 - delay[k] of codebook k; the start step and the delay gaps are special.
+    assert torch.equal(ours[0], theirs)
+
+
+def test_cfg_combines_logits_like_transformers():
+    from transformers.generation import ClassifierFreeGuidanceLogitsProcessor
+    cond, uncond = torch.randn(2, 4, 64), torch.randn(2, 4, 64)
+    batched = torch.cat([cond, uncond]).reshape(-1, 64)  # conditional half first, as both libraries batch
+    ids = torch.zeros(2 * 4, 1, dtype=torch.long)  # rows of the conditional half (batch x codebooks)
+    theirs = ClassifierFreeGuidanceLogitsProcessor(3.0)(ids, batched).reshape(2, 4, 64)
+    ours = uncond + (cond - uncond) * 3.0  # LMModel's CFG on raw logits
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_padded_prompts_follow_audiocraft_cross_attention(tmp_path):
+    """transformers masks T5 padding in cross-attention, AudioCraft attends to the (zero) padded states:
+    a prompt generated alone gives transformers' tokens for it in any batch; batched with a longer
+    prompt, AudioCraft's result for the short one follows AudioCraft's convention (docs/TRANSFORMERS.md)."""
+    hf_model, tokenizer = build_transformers_musicgen(tmp_path / 'hf')
+    ours = MusicGen.get_pretrained(str(tmp_path / 'hf'), device='cpu')
+    prompts = ['happy rock song', 'a very long and sad jazz ballad with piano and strings']
+    ours.set_generation_params(use_sampling=False, cfg_coef=3.0, duration=FRAMES / ours.frame_rate)
+    decoded: tp.List[torch.Tensor] = []
+    decode = hf_model.audio_encoder.decode
+    hf_model.audio_encoder.decode = lambda codes, *a, **k: (decoded.append(codes[0]), decode(codes, *a, **k))[1]
+    with torch.no_grad():
+        hf_model.generate(**tokenizer(prompts, return_tensors='pt', padding=True), do_sample=False,
+                          guidance_scale=3.0, max_new_tokens=FRAMES + LEVELS - 1)
+    for index, prompt in enumerate(prompts):
+        _, alone = ours.generate([prompt], return_tokens=True)
+        assert torch.equal(alone[0], decoded[0][index])
