@@ -328,3 +328,19 @@ def test_padded_prompts_follow_audiocraft_cross_attention(tmp_path):
     for index, prompt in enumerate(prompts):
         _, alone = ours.generate([prompt], return_tokens=True)
         assert torch.equal(alone[0], decoded[0][index])
+
+
+def test_export_from_a_solver_checkpoint(cases_dir, tmp_path):
+    """A `dora run solver=musicgen/...` checkpoint (best_state + xp.cfg, codec checkpoint by path) exports too."""
+    from omegaconf import OmegaConf
+    case = cases_dir / 'musicgen_text_tiny'
+    codec = torch.load(case / 'compression_state_dict.bin', weights_only=True)
+    torch.save({'xp.cfg': codec['xp.cfg'], 'best_state': {'model': codec['best_state']}}, tmp_path / 'codec.th')
+    lm = torch.load(case / 'state_dict.bin', weights_only=True)
+    cfg = OmegaConf.create(lm['xp.cfg'])
+    cfg.compression_model_checkpoint = str(tmp_path / 'codec.th')
+    torch.save({'xp.cfg': OmegaConf.to_yaml(cfg), 'best_state': {'model': lm['best_state']}}, tmp_path / 'lm.th')
+    from audiocraft.utils.export import export_to_transformers
+    export_to_transformers(tmp_path / 'lm.th', tmp_path / 'hf')
+    hf_model = transformers.MusicgenForConditionalGeneration.from_pretrained(str(tmp_path / 'hf'))
+    assert torch.equal(hf_model.decoder.lm_heads[0].weight, lm['best_state']['linears.0.weight'])

@@ -170,9 +170,11 @@ def _export_training_checkpoint(path: str, dst: tp.Union[str, Path], dtype: tp.O
     """A solver checkpoint (checkpoint.th): export it to AudioCraft's pretrained format first, then convert."""
     from ...utils import export as ac_export
     import tempfile
-    pkg = torch.load(path, map_location='cpu', weights_only=False)  # local training checkpoint: full objects
-    if not isinstance(pkg, dict) or 'xp.cfg' not in pkg:
-        raise NotConvertibleError(f"{path!r} is neither a pretrained AudioCraft folder nor a training checkpoint.")
+    try:
+        pkg = ac_export._load_training_checkpoint(path)  # the exporter's own reading of solver checkpoints
+    except RuntimeError as exc:
+        raise NotConvertibleError(f"{path!r} is neither a pretrained AudioCraft folder nor a training checkpoint "
+                                  f"({exc}).") from exc
     if pkg.get('exported'):
         raise NotConvertibleError(f"{path!r} is a single exported file: pass the folder holding state_dict.bin and "
                                   "compression_state_dict.bin.")
