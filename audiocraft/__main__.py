@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument('--format', choices=FORMATS, default='wav', help='audio file format')
     gen.add_argument('--strategy', choices=STRATEGIES, default='loudness', help='volume normalisation strategy')
     gen.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    from .models.hf_interop.cli import add_convert_parser
+    add_convert_parser(sub)
     return parser
 
 
@@ -373,6 +375,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         from . import __version__
         print(__version__)
         return 0
+    if args.command == 'convert':
+        from .models.hf_interop.cli import run_convert
+        return run_convert(args)
     if args.command != 'generate':
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -13,7 +13,7 @@ from .builders import get_debug_compression_model, get_debug_lm_model
 from .encodec import CompressionModel
 from .genmodel import BaseGenModel, _check_descriptions, _check_model_name, default_device
 from .lm import LMModel
-from .loaders import load_compression_model, load_lm_model
+from .loaders import load_compression_model, load_lm_model, looks_like_local_path
 from ..utils.errors import InvalidArgumentError
 
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
@@ -52,7 +52,10 @@ class MusicGen(BaseGenModel):
         Args:
             name: A hub id ('facebook/musicgen-small', -medium, -large, -melody, -melody-large,
                 -stereo-*), a short name ('small', 'medium', 'large', 'melody'), a local folder
-                or file, or 'debug' for a tiny random model (offline, for tests).
+                or file, or 'debug' for a tiny random model (offline, for tests). Folders and repos in
+                Hugging Face transformers' format (config.json + model.safetensors of a
+                MusicgenForConditionalGeneration or the Melody class) are converted in memory
+                (see docs/TRANSFORMERS.md).
             device: Defaults to 'cuda' if available, else 'cpu'.
         """
         if device is None:
@@ -66,7 +69,16 @@ class MusicGen(BaseGenModel):
             warnings.warn("MusicGen pretrained model relying on deprecated checkpoint mapping. "
                           f"Please use full pre-trained id instead: facebook/musicgen-{name}")
             name = _HF_MODEL_CHECKPOINTS_MAP[name]
-        lm = load_lm_model(name, device=device)
+        from .hf_interop import hub_transformers_model_type, is_transformers_musicgen, musicgen_from_transformers
+        if is_transformers_musicgen(name):  # a transformers-format folder: converted in memory
+            return musicgen_from_transformers(name, device=device)
+        try:
+            lm = load_lm_model(name, device=device)
+        except FileNotFoundError:
+            # A hub repo without AudioCraft's files may hold a transformers MusicGen.
+            if not looks_like_local_path(name) and hub_transformers_model_type(name) is not None:
+                return musicgen_from_transformers(name, device=device)
+            raise
         compression_model = load_compression_model(name, device=device)
         if 'self_wav' in lm.condition_provider.conditioners:
             lm.condition_provider.conditioners['self_wav'].match_len_on_eval = True

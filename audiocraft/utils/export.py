@@ -88,3 +88,28 @@ def export_lm(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str
     As AudioCraft does, the best state is exported (the FSDP one when training used FSDP).
     """
     return _export_model_state(checkpoint_path, out_file, prefer_ema=False)
+
+
+def export_to_transformers(src: tp.Any, out_folder: tp.Union[Path, str],
+                           dtype: tp.Optional[torch.dtype] = None) -> Path:
+    """Write a MusicGen as a Hugging Face transformers folder (config.json + model.safetensors, ...).
+
+    `src`: an AudioCraft pretrained folder or hub id, a training checkpoint (checkpoint.th of a
+    `solver=musicgen/...` run) or a MusicGen object. The folder loads with
+    `transformers.MusicgenForConditionalGeneration.from_pretrained` (Melody class for melody models).
+    Models transformers cannot express (MAGNeT, other patterns or layers) raise NotConvertibleError
+    saying why. See docs/TRANSFORMERS.md.
+    """
+    from ..models.hf_interop import export_musicgen_to_transformers
+    return export_musicgen_to_transformers(src, out_folder, dtype=dtype)
+
+
+def export_to_audiocraft(src: str, out_folder: tp.Union[Path, str], embed_text_encoder: bool = True) -> Path:
+    """Write a transformers-format MusicGen (folder or hub id) in AudioCraft's pretrained format.
+
+    `state_dict.bin` + `compression_state_dict.bin` (full SEANet EnCodec), loadable by
+    `MusicGen.get_pretrained` and by AudioCraft. With `embed_text_encoder` the checkpoint's T5
+    weights are stored too (`finetune: true`); else T5 is loaded by name as for released models.
+    """
+    from ..models.hf_interop import convert_transformers_to_audiocraft
+    return convert_transformers_to_audiocraft(src, out_folder, embed_text_encoder=embed_text_encoder)
