@@ -84,7 +84,8 @@ def test_library_metadata_has_ranges_not_single_release_pins():
         assert "==" not in line, f"{line}: the library's metadata takes ranges; exact versions go in the lock"
     assert not any(line.startswith("torchaudio") for line in requirements)
     lock = (root / "requirements-lock.txt").read_text().splitlines()
-    pinned = {line.split("==")[0].lower().replace("_", "-") for line in lock if "==" in line and not line.startswith("#")}
+    pinned = {line.split("==")[0].lower().replace("_", "-")
+              for line in lock if "==" in line and not line.startswith("#")}
     for line in requirements:
         name = line.split(">")[0].split("<")[0].split("[")[0].strip().lower().replace("_", "-")
         assert name in pinned, f"{name} is not in requirements-lock.txt: run `make lock`"
