@@ -83,11 +83,8 @@ def _looks_like_path(name: str) -> bool:
 
 def _family_from_checkpoint(path: Path) -> tp.Optional[str]:
     """Read the training solver name from a checkpoint's embedded Hydra config."""
-    import torch
-    try:
-        pkg = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
-    except RuntimeError:  # not a zip archive, mmap unsupported
-        pkg = torch.load(path, map_location='cpu', weights_only=False)
+    from .utils.safe_load import safe_torch_load
+    pkg = safe_torch_load(path, map_location='cpu', mmap=True, what='checkpoint')
     cfg = pkg.get('xp.cfg') if isinstance(pkg, dict) else None
     if cfg is None:
         return None

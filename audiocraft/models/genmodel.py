@@ -4,6 +4,7 @@ It turns descriptions and audio prompts into LM conditions and prompt tokens, ge
 (extending past the LM's training length with a sliding window when asked), and decodes them.
 """
 from abc import ABC, abstractmethod
+import logging
 import typing as tp
 
 import omegaconf
@@ -14,6 +15,9 @@ from .encodec import CompressionModel
 from .lm import LMModel
 from ..utils.autocast import TorchAutocast
 from ..utils.errors import InvalidArgumentError
+from .generation_params import long_generation_note, validate_generation_params
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = tp.Callable[[int, int], None]
 
@@ -176,12 +180,18 @@ class BaseGenModel(ABC):
     def _set_sampling_params(self, use_sampling: bool, top_k: int, top_p: float, temperature: float,
                              duration: float, cfg_coef: float, two_step_cfg: bool,
                              extend_stride: tp.Optional[float]) -> None:
-        """Validate and store the autoregressive sampling parameters (MusicGen, AudioGen)."""
+        """Validate (`validate_generation_params`) and store the autoregressive sampling parameters
+        (MusicGen, AudioGen); long durations are logged with an estimate of their cost."""
+        checked = validate_generation_params(
+            use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature, duration=duration,
+            cfg_coef=cfg_coef, two_step_cfg=two_step_cfg, extend_stride=extend_stride)
+        use_sampling, top_k, top_p = checked['use_sampling'], checked['top_k'], checked['top_p']
+        temperature, duration, cfg_coef = checked['temperature'], checked['duration'], checked['cfg_coef']
+        two_step_cfg, extend_stride = checked['two_step_cfg'], checked.get('extend_stride')
         self._check_duration_params(duration, extend_stride)
-        if top_k < 0 or top_p < 0:
-            raise InvalidArgumentError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
-        if temperature < 0:
-            raise InvalidArgumentError(f"temperature must be non-negative, got {temperature}.")
+        note = long_generation_note(duration, self.max_duration, extend_stride, self.frame_rate)
+        if note is not None:
+            logger.warning(note)
         self.extend_stride = extend_stride
         self.duration = duration
         self.generation_params = {
@@ -194,10 +204,7 @@ class BaseGenModel(ABC):
         }
 
     def _check_duration_params(self, duration: float, extend_stride: tp.Optional[float]) -> None:
-        if not duration > 0:
-            raise InvalidArgumentError(f"duration must be positive, got {duration}.")
-        if extend_stride is not None and extend_stride <= 0:
-            raise InvalidArgumentError(f"extend_stride must be positive, got {extend_stride}.")
+        validate_generation_params(duration=duration, extend_stride=extend_stride)
         # The stride only matters past max_duration; checking it otherwise would reject the
         # default stride of models trained on short segments.
         if extend_stride is not None and duration > self.max_duration and extend_stride >= self.max_duration:

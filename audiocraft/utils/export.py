@@ -3,9 +3,9 @@ from pathlib import Path
 import typing as tp
 
 import omegaconf
-import torch
 
 from .checkpoint import atomic_torch_save
+from .safe_load import UnsafeCheckpointError, safe_torch_load
 
 
 def _atomic_save(obj: tp.Any, out_file: tp.Union[Path, str]) -> Path:
@@ -22,13 +22,16 @@ def _cfg_to_yaml(cfg: tp.Any) -> str:
     return omegaconf.OmegaConf.to_yaml(omegaconf.OmegaConf.create(cfg))
 
 
-def _load_training_checkpoint(checkpoint_path: tp.Union[Path, str]) -> dict:
+def _load_training_checkpoint(checkpoint_path: tp.Union[Path, str],
+                              allow_unsafe_pickle: tp.Optional[bool] = None) -> dict:
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"Training checkpoint {str(path)!r} does not exist.")
     try:
-        # A training checkpoint holds optimizer state and history objects: full unpickling.
-        pkg = torch.load(path, map_location='cpu', weights_only=False)
+        pkg = safe_torch_load(path, map_location='cpu', allow_unsafe_pickle=allow_unsafe_pickle,
+                              what='training checkpoint')
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:
         raise RuntimeError(f"Training checkpoint {str(path)!r} is corrupt or not a torch checkpoint "
                            f"({type(exc).__name__}: {exc}).") from exc

@@ -187,7 +187,7 @@ class T5Conditioner(TextConditioner):
         except (OSError, ValueError, RuntimeError) as exc:
             raise RuntimeError(
                 f"Could not load the T5 model '{name}' with transformers: {exc}. Download it once with "
-                f"network access (e.g. `huggingface-cli download {name}`), or point HF_HUB_CACHE at a cache "
+                f"network access (e.g. `hf download {name}`), or point HF_HUB_CACHE at a cache "
                 "that holds it when running offline (HF_HUB_OFFLINE=1).") from exc
         finally:
             logging.disable(previous)
