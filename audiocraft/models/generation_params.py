@@ -64,7 +64,7 @@ def validate_generation_params(**params: tp.Any) -> tp.Dict[str, tp.Any]:
         if name in _POSITIVE_SECONDS:
             seconds = _real(name, value, "seconds, > 0")
             if seconds <= 0:
-                raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}.")
+                raise InvalidArgumentError(f"{name} must be positive (a number of seconds > 0), got {value!r}.")
             out[name] = seconds
         elif name in _NONNEGATIVE_FLOATS:
             allowed = f">= 0; {_NONNEGATIVE_FLOATS[name]}"
@@ -84,7 +84,7 @@ def validate_generation_params(**params: tp.Any) -> tp.Dict[str, tp.Any]:
             if isinstance(value, (str, bytes)) or not isinstance(value, tp.Iterable):
                 raise InvalidArgumentError(f"decoding_steps must be a list of whole numbers >= 1 (one per "
                                            f"codebook), got {value!r}.")
-            out[name] = [_whole('each decoding step count', s, minimum=1, allowed="one per codebook")
+            out[name] = [_whole('decoding_steps: each step count', s, minimum=1, allowed="one per codebook")
                          for s in value]
         elif name in _BOOLS:
             if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
