@@ -96,8 +96,14 @@ def load_checkpoint(checkpoint_path: Path, is_sharded: bool = False,
 
 
 def save_checkpoint(state: tp.Any, checkpoint_path: Path, is_sharded: bool = False) -> None:
-    """Atomically save `state` to `checkpoint_path`."""
-    _safe_save_checkpoint(state, Path(checkpoint_path), is_sharded)
+    """Atomically save `state` to `checkpoint_path`; on failure (e.g. a full disk) the previous
+    checkpoint stays complete and loadable, and the OSError says so."""
+    try:
+        _safe_save_checkpoint(state, Path(checkpoint_path), is_sharded)
+    except OSError as exc:
+        raise OSError(exc.errno, f"Could not save checkpoint {checkpoint_path} ({exc.strerror or exc}). The "
+                                 "previous checkpoint, if any, is unchanged: free disk space (or fix the folder's "
+                                 "permissions) and resume training.") from exc
     logger.info("Checkpoint saved to %s", checkpoint_path)
 
 
