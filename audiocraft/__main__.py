@@ -15,11 +15,21 @@ FAMILIES = ('musicgen', 'audiogen', 'magnet')
 FORMATS = ('wav', 'mp3', 'ogg', 'flac')
 STRATEGIES = ('loudness', 'peak', 'rms', 'clip')
 DEFAULT_DURATION = 10.0  # seconds, for the autoregressive families
+LONG_DURATION = 300.0  # seconds; longer generations ask for confirmation (see models.generation_params)
 EXIT_USAGE = 2
 
 
 class CLIError(Exception):
     """A mistake the user can fix; reported as one line on stderr with exit code 2."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None ones (their help says what happens) and those the help already gives."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or '(default' in (action.help or ''):
+            return action.help or ''
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--version', action='store_true', help='print the library version and exit')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     gen = sub.add_parser(
-        'generate', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        'generate', formatter_class=_HelpFormatter,
         help='generate audio from text prompts, a melody or an audio prompt',
         description='Generate audio with a pretrained model and write one file per sample. '
                     'Without prompts, generates unconditionally.',
@@ -70,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument('--format', choices=FORMATS, default='wav', help='audio file format')
     gen.add_argument('--strategy', choices=STRATEGIES, default='loudness', help='volume normalisation strategy')
     gen.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    gen.add_argument('--yes', '-y', action='store_true',
+                     help=f'generate durations above {LONG_DURATION:g} s without asking for confirmation')
     from .models.hf_interop.cli import add_convert_parser
     add_convert_parser(sub)
     return parser
@@ -85,11 +97,8 @@ def _looks_like_path(name: str) -> bool:
 
 def _family_from_checkpoint(path: Path) -> tp.Optional[str]:
     """Read the training solver name from a checkpoint's embedded Hydra config."""
-    import torch
-    try:
-        pkg = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
-    except RuntimeError:  # not a zip archive, mmap unsupported
-        pkg = torch.load(path, map_location='cpu', weights_only=False)
+    from .utils.safe_load import safe_torch_load
+    pkg = safe_torch_load(path, map_location='cpu', mmap=True, what='checkpoint')
     cfg = pkg.get('xp.cfg') if isinstance(pkg, dict) else None
     if cfg is None:
         return None
@@ -193,18 +202,16 @@ def read_prompts(args: argparse.Namespace) -> tp.List[tp.Optional[str]]:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    if args.duration is not None and not args.duration > 0:
-        raise CLIError(f"--duration must be a positive number of seconds, got {args.duration:g}")
+    from .models.generation_params import validate_generation_params
     if args.num_samples < 1:
         raise CLIError(f"--num-samples must be at least 1, got {args.num_samples}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.top_k is not None and args.top_k < 0:
-        raise CLIError(f"--top-k must be 0 (disabled) or positive, got {args.top_k}")
-    if args.top_p is not None and not 0 <= args.top_p <= 1:
-        raise CLIError(f"--top-p must be between 0 and 1, got {args.top_p:g}")
-    if args.temperature is not None and not args.temperature > 0:
-        raise CLIError(f"--temperature must be positive, got {args.temperature:g}")
+    for key in ('duration', 'top_k', 'top_p', 'temperature', 'cfg_coef', 'min_cfg_coef'):
+        try:
+            validate_generation_params(**{key: getattr(args, key)})
+        except ValueError as exc:
+            raise CLIError(f"--{key.replace('_', '-')}: {exc}") from exc
     if args.melody is not None and args.continuation is not None:
         raise CLIError("--melody and --continuation cannot be combined; pick one")
     for flag, value in (('--melody', args.melody), ('--continuation', args.continuation)):
@@ -312,9 +319,43 @@ def _run_batch(model: tp.Any, prompts: tp.List[tp.Optional[str]], unconditional:
     return model.generate(prompts, progress=True)
 
 
+def check_output(output: Path, format: str) -> None:
+    """Fail before generating if the results could not be written: `output` is a file, its
+    folder cannot be created or written, or `format` has no encoder here."""
+    from .data.audio import format_write_problem
+    if output.exists() and not output.is_dir():
+        raise CLIError(f"--output '{output}' is an existing file; pass a folder (it is created if needed)")
+    existing = output
+    while not existing.exists():  # the closest existing parent is where folders get created
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"--output '{output}' cannot be created: '{existing}' is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--output '{output}' is not writable ('{existing}' is read-only); pass another folder")
+    problem = format_write_problem(format)
+    if problem is not None:
+        raise CLIError(f"--format {format}: {problem}")
+
+
+def confirm_long_generation(duration: float, assume_yes: bool) -> None:
+    """Ask before generating more than LONG_DURATION seconds (or require --yes when not interactive)."""
+    if duration <= LONG_DURATION or assume_yes:
+        return
+    question = (f"--duration {duration:g} s is a long generation (above {LONG_DURATION:g} s it can take hours, "
+                "and the model re-generates overlapping windows past its training length).")
+    if not sys.stdin.isatty():
+        raise CLIError(f"{question} Pass --yes to confirm")
+    print(f"{question} Continue? [y/N] ", end='', file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ('y', 'yes'):
+        raise CLIError("cancelled; pass a shorter --duration")
+
+
 def run_generate(args: argparse.Namespace) -> tp.List[Path]:
     """The `generate` command; returns the written paths."""
     _check_numbers(args)
+    if args.duration is not None:
+        confirm_long_generation(args.duration, args.yes)
+    check_output(args.output, args.format)
     prompts = read_prompts(args)
     name, family = resolve_model(args.model, args.family)
     device = _pick_device(args.device)
@@ -333,7 +374,15 @@ def run_generate(args: argparse.Namespace) -> tp.List[Path]:
         if prompt_seconds >= params['duration']:
             raise CLIError(f"--continuation file lasts {prompt_seconds:.2f} s; --duration (the total length, "
                            f"now {params['duration']:g} s) must be longer")
-    model.set_generation_params(**params)
+    if 'duration' in params and args.duration is None:
+        confirm_long_generation(params['duration'], args.yes)
+    try:
+        model.set_generation_params(**params)
+    except ValueError as exc:
+        raise CLIError(_one_line(exc)) from exc
+    duration = float(params.get('duration', getattr(model, 'duration', model.max_duration)))
+    print(f"Generating {duration:g} s of audio per sample"
+          f"{' (the default; set it with --duration)' if args.duration is None else ''}.", file=sys.stderr)
 
     unconditional = not prompts
     if unconditional:

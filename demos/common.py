@@ -100,6 +100,19 @@ class OutputFolder:
                                 loudness_compressor=True))
 
 
+def check_generation_params(**params: tp.Any) -> tp.Dict[str, tp.Any]:
+    """The library's one validation of generation parameters (as the API and the CLI), its message
+    shown in the page; returns the values normalised."""
+    from audiocraft.models.generation_params import validate_generation_params
+    if any(value is None for value in params.values()):
+        missing = ', '.join(name for name, value in params.items() if value is None)
+        raise gr.Error(f'Fill in {missing}.')
+    try:
+        return validate_generation_params(**params)
+    except ValueError as exc:
+        raise gr.Error(str(exc))
+
+
 def load_pretrained(cls: tp.Any, name: str, device: str) -> tp.Any:
     """`cls.get_pretrained(name)`, reporting failures in the page instead of as a traceback."""
     try:

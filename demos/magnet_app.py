@@ -9,7 +9,7 @@ import gradio as gr
 
 from audiocraft.models import MAGNeT
 from audiocraft.models.magnet import RELEASED_MAGNET_MODELS
-from demos.common import DemoApp, model_and_text_inputs, output_widgets, run_demo
+from demos.common import DemoApp, check_generation_params, model_and_text_inputs, output_widgets, run_demo
 
 MODELS = RELEASED_MAGNET_MODELS
 # Starting points: MAGNeT's defaults for music; hotter sampling and stronger guidance for sound effects.
@@ -37,18 +37,15 @@ class MagnetApp(DemoApp):
         """Generate one sample; returns (WAV path, waveform picture)."""
         if not model_name:
             raise gr.Error('Choose a model.')
-        if temperature is None or temperature <= 0:
-            raise gr.Error('Temperature must be positive.')
-        steps = [int(s) if s is not None else 0 for s in (steps_1, steps_2, steps_3, steps_4)]
-        if min(steps) < 1:
-            raise gr.Error('Each codebook needs at least one decoding step.')
+        steps = [s if s is not None else 0 for s in (steps_1, steps_2, steps_3, steps_4)]
+        params = check_generation_params(temperature=temperature, top_p=top_p, max_cfg_coef=max_cfg_coef,
+                                         min_cfg_coef=min_cfg_coef, decoding_steps=steps)
         with self.models.use(model_name) as model:
             # Models with more codebooks (none released) reuse the last count for the extra ones.
+            steps = params.pop('decoding_steps')
             steps = steps + [steps[-1]] * max(0, model.lm.n_q - len(steps))
             try:
-                model.set_generation_params(temperature=float(temperature), top_p=float(top_p),
-                                            max_cfg_coef=float(max_cfg_coef), min_cfg_coef=float(min_cfg_coef),
-                                            decoding_steps=steps, span_arrangement=span_arrangement)
+                model.set_generation_params(**params, decoding_steps=steps, span_arrangement=span_arrangement)
             except ValueError as exc:
                 raise gr.Error(str(exc))
             return self.generate(model, seed, progress, lambda: model.generate([text], progress=True))

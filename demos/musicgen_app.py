@@ -8,7 +8,8 @@ import typing as tp
 import gradio as gr
 
 from audiocraft.models import MusicGen
-from demos.common import DemoApp, model_and_text_inputs, output_widgets, run_demo, numpy_audio_to_tensor
+from demos.common import (DemoApp, check_generation_params, model_and_text_inputs, numpy_audio_to_tensor,
+                          output_widgets, run_demo)
 
 MODELS = (
     'facebook/musicgen-melody',
@@ -42,14 +43,13 @@ class MusicGenApp(DemoApp):
         """Generate one sample; returns (WAV path, waveform picture)."""
         if not model_name:
             raise gr.Error('Choose a model.')
-        if duration is None or duration <= 0 or duration > MAX_DURATION:
+        params = check_generation_params(duration=duration, top_k=top_k, top_p=top_p, temperature=temperature,
+                                         cfg_coef=cfg_coef)
+        if params['duration'] > MAX_DURATION:
             raise gr.Error(f'Duration must be between 0 and {MAX_DURATION:g} seconds.')
-        if temperature is None or temperature <= 0:
-            raise gr.Error('Temperature must be positive.')
         melody_wav = numpy_audio_to_tensor(melody) if melody is not None else None
         with self.models.use(model_name) as model:
-            model.set_generation_params(duration=float(duration), top_k=int(top_k), top_p=float(top_p),
-                                        temperature=float(temperature), cfg_coef=float(cfg_coef))
+            model.set_generation_params(**params)
             if melody_wav is not None and accepts_melody(model):
                 wav, sr = melody_wav
                 return self.generate(model, seed, progress,

@@ -53,6 +53,9 @@ def test_failure_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
 def test_sigkill_mid_write_never_leaves_a_partial_checkpoint(tmp_path):
     """A process killed while writing leaves the previous complete checkpoint in place."""
     path = tmp_path / 'checkpoint.th'
+    # The slow (second) save writes this marker once its partial data is on disk: the first save
+    # also writes `checkpoint.th.tmp`, so polling that file could kill the writer during the first save.
+    started = tmp_path / 'second_save_started'
     script = textwrap.dedent(f"""
         import time, torch
         from audiocraft.utils import checkpoint
@@ -61,18 +64,20 @@ def test_sigkill_mid_write_never_leaves_a_partial_checkpoint(tmp_path):
         def slow_save(obj, f, *args, **kwargs):
             f.write(b'x' * 1000)
             f.flush()
-            time.sleep(60)  # killed here
+            open({str(started)!r}, 'w').close()
+            time.sleep(600)  # killed here
             real_save(obj, f, *args, **kwargs)
         torch.save = slow_save
         checkpoint.save_checkpoint({{'epoch': 2}}, {str(path)!r})
     """)
     proc = subprocess.Popen([sys.executable, '-c', script])
     tmp = path.with_name(path.name + '.tmp')
-    deadline = time.time() + 120
-    while not (tmp.exists() and tmp.stat().st_size >= 1000):
+    deadline = time.time() + 300
+    while not started.exists():
         assert proc.poll() is None, "writer exited early"
         assert time.time() < deadline, "writer never started the second save"
         time.sleep(0.1)
+    assert tmp.stat().st_size >= 1000
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert checkpoint.load_checkpoint(path) == {'epoch': 1}

@@ -90,15 +90,20 @@ def test_bad_model_name_is_one_line_without_traceback(tmp_path):
 
 
 @pytest.mark.parametrize('argv, expected', [
-    (['--duration', '0'], '--duration must be a positive'),
-    (['--duration', '-3'], '--duration must be a positive'),
+    (['--duration', '0'], '--duration: duration must be positive'),
+    (['--duration', '-3'], '--duration: duration must be positive'),
+    (['--duration', 'inf'], '--duration: duration must be a finite number'),
+    (['--duration', '10000'], 'Pass --yes to confirm'),
     (['--melody', 'missing_melody.wav'], "--melody file 'missing_melody.wav' does not exist"),
     (['--continuation', 'missing.wav'], "--continuation file 'missing.wav' does not exist"),
     (['--model', './no/such/folder'], "'./no/such/folder' does not exist"),
     (['--prompts-file', 'missing_prompts.txt'], "prompts file 'missing_prompts.txt' does not exist"),
     (['--num-samples', '0'], '--num-samples must be at least 1'),
-    (['--top-p', '1.5'], '--top-p must be between 0 and 1'),
-    (['--temperature', '0'], '--temperature must be positive'),
+    (['--top-p', '1.5'], '--top-p: top_p must be between 0 and 1'),
+    (['--temperature', '-1'], '--temperature: temperature must be >= 0'),
+    (['--temperature', 'nan'], '--temperature: temperature must be a finite number'),
+    (['--cfg-coef', '-3'], '--cfg-coef: cfg_coef must be >= 0'),
+    (['--top-k', '-1'], '--top-k: top_k must be a whole number >= 0'),
 ])
 def test_clear_errors(argv, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,23 +1,24 @@
 """Every code block of README.md and docs/*.md is either executed here or explicitly not run.
 
-Python blocks of one file run in order in one namespace, in a temporary folder holding the
-assets the docs refer to (`assets/melody.wav`, `assets/prompt.wav`). Released model names are
+Python blocks of one file run in order in one namespace, in a temporary folder holding a copy of
+the repository's `assets/` (`assets/melody.wav`, `assets/prompt.wav`, shipped for the docs'
+examples). Released model names are
 mapped to the tiny offline models of tests/reference/cases (see `tiny_model_for`: the test
 replaces the `get_pretrained` of MusicGen, AudioGen, MAGNeT and CompressionModel by a wrapper
 that maps the name, then calls the real one), and requested durations are capped to
-`MAX_DURATION` seconds so the blocks run in seconds on CPU.
+`MAX_DURATION` seconds so the blocks run in seconds on CPU (a continuation then gets
+`MAX_DURATION` seconds past its prompt).
 
 Shell blocks are run line by line with bash (in the same kind of temporary folder, with this
 interpreter first on PATH) unless the line starts with one of the `NOT_RUN` prefixes, each of
 which carries the reason it is not run here.
 """
-import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import typing as tp
-import wave
 from pathlib import Path
 
 import pytest
@@ -77,29 +78,18 @@ def tiny_model_for(name: str) -> str:
     raise AssertionError(f'no tiny stand-in for {name!r}: extend tiny_model_for')
 
 
-def _write_tone(path: Path, seconds: float, sample_rate: int = 32000) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = int(seconds * sample_rate)
-    notes = [261.6, 329.6, 392.0, 523.3]
-    samples = bytearray()
-    for i in range(frames):
-        freq = notes[(4 * i) // max(frames, 1)]
-        value = int(0.3 * 32767 * math.sin(2 * math.pi * freq * i / sample_rate))
-        samples += value.to_bytes(2, 'little', signed=True)
-    with wave.open(str(path), 'wb') as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(bytes(samples))
-
-
 @pytest.fixture
 def doc_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary working folder with the audio assets the docs use."""
-    _write_tone(tmp_path / 'assets' / 'melody.wav', seconds=MAX_DURATION)
-    _write_tone(tmp_path / 'assets' / 'prompt.wav', seconds=MAX_DURATION / 2)
+    """A temporary working folder holding a copy of the repository's assets, as a user's checkout does."""
+    shutil.copytree(ROOT / 'assets', tmp_path / 'assets')
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def test_every_asset_the_docs_use_is_shipped() -> None:
+    for doc in DOCS:
+        for asset in re.findall(r"['\"](assets/[\w./-]+)['\"]", doc.read_text()):
+            assert (ROOT / asset).is_file(), f'{doc.name} uses {asset}, which the repository does not have'
 
 
 @pytest.fixture
@@ -125,6 +115,15 @@ def tiny_models(monkeypatch: pytest.MonkeyPatch) -> None:
             _real(self, **kwargs)
 
         monkeypatch.setattr(cls, 'set_generation_params', set_generation_params)
+        real_continuation = cls.generate_continuation
+
+        def generate_continuation(self: tp.Any, prompt: torch.Tensor, prompt_sample_rate: int, *args: tp.Any,
+                                  _real: tp.Any = real_continuation, **kwargs: tp.Any) -> tp.Any:
+            # The capped duration may be shorter than the shipped prompt: generate a little past it.
+            self.duration = max(self.duration, prompt.shape[-1] / prompt_sample_rate + MAX_DURATION)
+            return _real(self, prompt, prompt_sample_rate, *args, **kwargs)
+
+        monkeypatch.setattr(cls, 'generate_continuation', generate_continuation)
 
 
 @pytest.mark.slow

@@ -96,10 +96,11 @@ def test_real_offline_hub_cache(monkeypatch, tmp_path, case_dir):
     assert model.cardinality == 64 and not model.training
 
 
-def test_url_errors_are_clear(monkeypatch):
+def test_url_errors_are_clear(monkeypatch, tmp_path):
     def fail(*args, **kwargs):
         raise ConnectionError("no network")
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fail)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fail)
     with pytest.raises(FileNotFoundError, match="https://example.com/x.bin"):
         loaders.load_compression_model('https://example.com/x.bin')
 

@@ -79,11 +79,30 @@ def test_progress_callback_and_printing(musicgen, capsys):
     assert calls and calls[-1][0] == calls[-1][1] == 25 + 3
     musicgen.set_custom_progress_callback(None)
     musicgen.generate(['x'], progress=True)
-    assert '/     28' in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == '' and '28/28' in captured.err  # a tqdm bar on stderr, not a bare counter
     calls.clear()
+    # the custom callback fires whether or not progress=True
     musicgen.set_custom_progress_callback(lambda done, total: calls.append(done))
     musicgen.generate(['x'], progress=False)
-    assert calls == []
+    assert calls == list(range(1, 29))
+
+
+def test_progress_covers_the_whole_generation_past_max_duration(musicgen):
+    calls = []
+    musicgen.set_custom_progress_callback(lambda done, total: calls.append((done, total)))
+    old_max = musicgen.max_duration
+    musicgen.max_duration = 1.0
+    try:
+        musicgen.set_generation_params(duration=2.0, extend_stride=0.5, use_sampling=False)
+        musicgen.generate(['x'])
+    finally:
+        musicgen.max_duration = old_max
+        musicgen.set_custom_progress_callback(None)
+    # 50 tokens in windows of up to 25 advancing by 12: 25, 12, 12 and 1 new tokens, each
+    # window taking 3 more steps for the delay pattern. One total from the first step on.
+    assert {total for _, total in calls} == {(25 + 3) + (12 + 3) + (12 + 3) + (1 + 3)}
+    assert [done for done, _ in calls] == list(range(1, 63))
 
 
 def test_sampling_params_are_used(musicgen):

@@ -40,7 +40,10 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     proc.wait()
     xp_folder = checkpoints[0].parent
     state = torch.load(xp_folder / 'checkpoint.th', map_location='cpu', weights_only=False)
-    assert len(state['history']) == 1, "the run was not killed in the middle of epoch 2"
+    # Normally killed during epoch 2; on a starved machine the poll above may only see the
+    # checkpoint late, after epoch 2 was saved too. Either way the run was killed mid-training
+    # (epoch 3 is never complete here: it would end the run) and must resume from its checkpoint.
+    assert 1 <= len(state['history']) < 3, "the run finished before it could be killed"
     first_epoch = state['history'][0]
 
     proc = _start(dora_dir, tmp_path / 'second.log')

@@ -1,5 +1,6 @@
 """Audio file I/O: reading (any format ffmpeg decodes, via PyAV) and writing wav, mp3, ogg and flac."""
 from dataclasses import dataclass
+import logging
 import os
 from pathlib import Path
 import shutil
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 
 from .audio_utils import f32_pcm, i16_pcm, normalize_audio
 from ..utils.dependencies import import_compiled
+
+logger = logging.getLogger(__name__)
 
 PathLike = tp.Union[str, Path]
 FileLike = tp.Union[PathLike, tp.BinaryIO]
@@ -235,6 +238,23 @@ def _has_av_encoder(name: str) -> bool:
     return True
 
 
+def format_write_problem(format: str) -> tp.Optional[str]:
+    """Why audio in `format` cannot be written here (a missing encoder), or None if it can.
+
+    Lets callers check before spending time on generation."""
+    if format not in _FORMATS:
+        return f"unknown format {format!r}: use wav, mp3, ogg or flac"
+    codec = _FORMATS[format][1]
+    if _has_av_encoder(codec):
+        return None
+    if format == 'ogg':
+        if shutil.which('ffmpeg') is not None:
+            return None
+        return ("writing ogg needs PyAV built with libvorbis or the ffmpeg binary (e.g. apt-get install ffmpeg); "
+                "use --format wav or flac instead")
+    return f"this PyAV build has no {codec} encoder for {format}; use wav or flac instead"
+
+
 def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format: str = 'wav',
                 mp3_rate: int = 320, ogg_rate: tp.Optional[int] = None, normalize: bool = True,
                 strategy: str = 'peak', peak_clip_headroom_db: float = 1, rms_headroom_db: float = 18,
@@ -263,6 +283,10 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
                           rms_headroom_db, loudness_headroom_db, loudness_compressor,
                           log_clipping=log_clipping, sample_rate=sample_rate, stem_name=str(stem_name))
     suffix = f'.{format}' if add_suffix else ''
+    if suffix and str(stem_name).lower().endswith(suffix):
+        # AudioCraft appends the suffix too: 'y.wav' becomes 'y.wav.wav'. Kept, but said.
+        logger.warning("audio_write appends the format's suffix: %r is written as %r. Pass the stem without "
+                       "%r, or add_suffix=False.", str(stem_name), str(stem_name) + suffix, suffix)
     path = Path(str(stem_name) + suffix)
     if make_parent_dir:
         path.parent.mkdir(exist_ok=True, parents=True)
@@ -277,8 +301,13 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
             bitrate = {'mp3': f'{mp3_rate}k', 'ogg': f'{ogg_rate}k' if ogg_rate else None}.get(format)
             _encode_av(tmp_path, wav, sample_rate, format, bitrate=bitrate)
         os.replace(tmp_path, path)
-    except Exception:
+    except Exception as exc:
         if tmp_path.exists():
             tmp_path.unlink()
+        if isinstance(exc, OSError) and str(path) not in str(exc):
+            # PyAV's errors name the temporary file at best: say which file could not be written.
+            errno = exc.errno if isinstance(exc.errno, int) else None
+            raise OSError(errno, f"Could not write audio file {str(path)!r} ({type(exc).__name__}: {exc}); "
+                                 "check that its folder exists and is writable.") from exc
         raise
     return path

@@ -43,6 +43,10 @@ class AudioGen(BaseGenModel):
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
                               temperature: float = 1.0, duration: float = 10.0, cfg_coef: float = 3.0,
                               two_step_cfg: bool = False, extend_stride: float = 2) -> None:
-        """Set the generation parameters (see MusicGen.set_generation_params); duration in seconds."""
+        """Set the generation parameters (see MusicGen.set_generation_params); duration in seconds.
+
+        Every call resets the parameters it is not given to these defaults (10 s here; a fresh
+        model generates 5 s), as in AudioCraft.
+        """
         self._set_sampling_params(use_sampling, top_k, top_p, temperature, duration, cfg_coef,
                                   two_step_cfg, extend_stride)

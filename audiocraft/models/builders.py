@@ -263,3 +263,23 @@ def get_debug_lm_model(device: tp.Union[str, torch.device] = 'cpu') -> 'LMModel'
     lm = LMModel(pattern, condition_provider, fuser, n_q=4, card=400, dim=dim, num_heads=4,
                  custom=True, num_layers=2, cross_attention=True, causal=True)
     return lm.to(device).eval()
+
+
+def get_debug_magnet_lm_model(device: tp.Union[str, torch.device] = 'cpu', compression_model_framerate: int = 25,
+                              segment_duration: int = 10) -> 'LMModel':
+    """A tiny random MAGNeT LM (4 parallel codebooks of 400 entries, whitespace LUT text conditioner)
+    for tests: the masked, non-causal counterpart of `get_debug_lm_model`."""
+    from ..modules.codebooks_patterns import ParallelPatternProvider
+    from ..modules.conditioners import ConditionFuser, ConditioningProvider, LUTConditioner, WhiteSpaceTokenizer
+    from .lm_magnet import MagnetLMModel
+    dim = 16
+    description = LUTConditioner(n_bins=128, dim=dim, output_dim=dim, tokenizer="noop")
+    description.tokenizer = WhiteSpaceTokenizer(128, lemma=False, stopwords=False)
+    condition_provider = ConditioningProvider({'description': description})
+    fuser = ConditionFuser({'cross': ['description'], 'prepend': [], 'sum': [], 'input_interpolate': []})
+    lm = MagnetLMModel(pattern_provider=ParallelPatternProvider(n_q=4, empty_initial=-1),
+                       condition_provider=condition_provider, fuser=fuser, n_q=4, card=400, dim=dim, num_heads=4,
+                       custom=True, num_layers=2, cross_attention=True, causal=False, subcodes_context=5,
+                       compression_model_framerate=compression_model_framerate,
+                       segment_duration=segment_duration, span_len=3)
+    return lm.to(device).eval()

@@ -4,6 +4,7 @@ It turns descriptions and audio prompts into LM conditions and prompt tokens, ge
 (extending past the LM's training length with a sliding window when asked), and decodes them.
 """
 from abc import ABC, abstractmethod
+import logging
 import typing as tp
 
 import omegaconf
@@ -14,8 +15,10 @@ from .encodec import CompressionModel
 from .lm import LMModel
 from ..utils.autocast import TorchAutocast
 from ..utils.errors import InvalidArgumentError
+from .generation_params import long_generation_note, validate_generation_params
+from .progress import GenerationProgress, ProgressCallback, window_plan
 
-ProgressCallback = tp.Callable[[int, int], None]
+logger = logging.getLogger(__name__)
 
 
 def default_device() -> str:
@@ -159,7 +162,12 @@ class BaseGenModel(ABC):
         return self
 
     def set_custom_progress_callback(self, progress_callback: tp.Optional[ProgressCallback] = None) -> None:
-        """Call `progress_callback(generated_tokens, tokens_to_generate)` during generation (progress=True)."""
+        """Call `progress_callback(steps_done, total_steps)` after each decoding step of every generation.
+
+        Unlike AudioCraft, it fires whether or not `progress=True`, and counts over the whole
+        generation (all windows past `max_duration`). Without a callback, `progress=True` shows a
+        tqdm bar on stderr. None removes the callback.
+        """
         self._progress_callback = progress_callback
 
     @abstractmethod
@@ -176,12 +184,18 @@ class BaseGenModel(ABC):
     def _set_sampling_params(self, use_sampling: bool, top_k: int, top_p: float, temperature: float,
                              duration: float, cfg_coef: float, two_step_cfg: bool,
                              extend_stride: tp.Optional[float]) -> None:
-        """Validate and store the autoregressive sampling parameters (MusicGen, AudioGen)."""
+        """Validate (`validate_generation_params`) and store the autoregressive sampling parameters
+        (MusicGen, AudioGen); long durations are logged with an estimate of their cost."""
+        checked = validate_generation_params(
+            use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature, duration=duration,
+            cfg_coef=cfg_coef, two_step_cfg=two_step_cfg, extend_stride=extend_stride)
+        use_sampling, top_k, top_p = checked['use_sampling'], checked['top_k'], checked['top_p']
+        temperature, duration, cfg_coef = checked['temperature'], checked['duration'], checked['cfg_coef']
+        two_step_cfg, extend_stride = checked['two_step_cfg'], checked.get('extend_stride')
         self._check_duration_params(duration, extend_stride)
-        if top_k < 0 or top_p < 0:
-            raise InvalidArgumentError(f"top_k and top_p must be non-negative, got top_k={top_k}, top_p={top_p}.")
-        if temperature < 0:
-            raise InvalidArgumentError(f"temperature must be non-negative, got {temperature}.")
+        note = long_generation_note(duration, self.max_duration, extend_stride, self.frame_rate)
+        if note is not None:
+            logger.warning(note)
         self.extend_stride = extend_stride
         self.duration = duration
         self.generation_params = {
@@ -194,10 +208,7 @@ class BaseGenModel(ABC):
         }
 
     def _check_duration_params(self, duration: float, extend_stride: tp.Optional[float]) -> None:
-        if not duration > 0:
-            raise InvalidArgumentError(f"duration must be positive, got {duration}.")
-        if extend_stride is not None and extend_stride <= 0:
-            raise InvalidArgumentError(f"extend_stride must be positive, got {extend_stride}.")
+        validate_generation_params(duration=duration, extend_stride=extend_stride)
         # The stride only matters past max_duration; checking it otherwise would reject the
         # default stride of models trained on short segments.
         if extend_stride is not None and duration > self.max_duration and extend_stride >= self.max_duration:
@@ -265,6 +276,9 @@ class BaseGenModel(ABC):
             raise InvalidArgumentError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}.")
         if prompt.shape[-1] == 0:
             raise InvalidArgumentError("prompt is empty (0 samples).")
+        if not torch.isfinite(prompt).all():
+            raise InvalidArgumentError("prompt contains NaN or infinite samples: clean the audio "
+                                       "(e.g. torch.nan_to_num) before continuing it.")
         prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
         if descriptions is None:
             descriptions = [None] * len(prompt)
@@ -279,20 +293,6 @@ class BaseGenModel(ABC):
         if return_tokens:
             return self.generate_audio(tokens), tokens
         return self.generate_audio(tokens)
-
-    def _make_progress_callback(self, progress: bool, state: tp.Dict[str, int]
-                                ) -> tp.Optional[ProgressCallback]:
-        if not progress:
-            return None
-
-        def _progress_callback(generated_tokens: int, tokens_to_generate: int) -> None:
-            generated_tokens += state['offset']
-            if self._progress_callback is not None:
-                # With the delay pattern, the total is almost exact; other patterns may be off.
-                self._progress_callback(generated_tokens, tokens_to_generate)
-            else:
-                print(f'{generated_tokens: 6d} / {tokens_to_generate: 6d}', end='\r')
-        return _progress_callback
 
     def _chunk_attributes_updater(self, attributes: tp.List[ConditioningAttributes]
                                   ) -> tp.Optional[tp.Callable[[float], None]]:
@@ -313,8 +313,6 @@ class BaseGenModel(ABC):
         self._check_duration_params(self.duration, None)
         total_gen_len = int(self.duration * self.frame_rate)
         max_prompt_len = int(min(self.duration, self.max_duration) * self.frame_rate)
-        state = {'offset': 0}
-        callback = self._make_progress_callback(progress, state)
         if prompt_tokens is not None and prompt_tokens.shape[-1] > max_prompt_len:
             raise InvalidArgumentError(f"Prompt is longer than audio to generate: {prompt_tokens.shape[-1]} frames for "
                                        f"{max_prompt_len} (duration {self.duration}s, "
@@ -322,16 +320,40 @@ class BaseGenModel(ABC):
         if prompt_tokens is not None and prompt_tokens.shape[-1] >= total_gen_len:
             raise InvalidArgumentError(f"Prompt ({prompt_tokens.shape[-1]} frames) leaves nothing to generate for a "
                                        f"duration of {self.duration}s ({total_gen_len} frames): increase the duration.")
+        prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
 
         if self.duration <= self.max_duration:
-            with self.autocast:
-                return self.lm.generate(prompt_tokens, attributes, callback=callback,
-                                        max_gen_len=total_gen_len, **self.generation_params)
+            tracker = GenerationProgress([total_gen_len - prompt_length], self._progress_callback, progress)
+            try:
+                with self.autocast:
+                    return self.lm.generate(prompt_tokens, attributes, callback=tracker if tracker.active else None,
+                                            max_gen_len=total_gen_len, **self.generation_params)
+            finally:
+                tracker.close()
 
         if self.extend_stride is None:
             raise InvalidArgumentError("extend_stride must be set (set_generation_params) to generate "
                                        "beyond max_duration.")
         self._check_duration_params(self.duration, self.extend_stride)
+        stride_tokens = int(self.frame_rate * self.extend_stride)
+        if stride_tokens <= 0:
+            raise InvalidArgumentError(f"extend_stride ({self.extend_stride}s) is shorter than one frame.")
+
+        def window_len(offset: int) -> int:
+            return int(min(self.duration - offset / self.frame_rate, self.max_duration) * self.frame_rate)
+
+        tracker = GenerationProgress(window_plan(total_gen_len, prompt_length, window_len, stride_tokens),
+                                     self._progress_callback, progress)
+        try:
+            return self._generate_windows(attributes, prompt_tokens, total_gen_len, stride_tokens, window_len,
+                                          tracker)
+        finally:
+            tracker.close()
+
+    def _generate_windows(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: tp.Optional[torch.Tensor],
+                          total_gen_len: int, stride_tokens: int, window_len: tp.Callable[[int], int],
+                          tracker: GenerationProgress) -> torch.Tensor:
+        """Past max_duration: windows of up to max_duration, each advancing by `stride_tokens`."""
         all_tokens = []
         if prompt_tokens is None:
             prompt_length = 0
@@ -339,25 +361,20 @@ class BaseGenModel(ABC):
             all_tokens.append(prompt_tokens)
             prompt_length = prompt_tokens.shape[-1]
         update_attributes = self._chunk_attributes_updater(attributes)
-        stride_tokens = int(self.frame_rate * self.extend_stride)
-        if stride_tokens <= 0:
-            raise InvalidArgumentError(f"extend_stride ({self.extend_stride}s) is shorter than one frame.")
-        while state['offset'] + prompt_length < total_gen_len:
-            time_offset = state['offset'] / self.frame_rate
-            chunk_duration = min(self.duration - time_offset, self.max_duration)
-            max_gen_len = int(chunk_duration * self.frame_rate)
+        offset = 0
+        while offset + prompt_length < total_gen_len:
             if update_attributes is not None:
-                update_attributes(time_offset)
+                update_attributes(offset / self.frame_rate)
             with self.autocast:
-                gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=callback,
-                                              max_gen_len=max_gen_len, **self.generation_params)
+                gen_tokens = self.lm.generate(prompt_tokens, attributes, callback=tracker if tracker.active else None,
+                                              max_gen_len=window_len(offset), **self.generation_params)
             if prompt_tokens is None:
                 all_tokens.append(gen_tokens)
             else:
                 all_tokens.append(gen_tokens[:, :, prompt_tokens.shape[-1]:])
             prompt_tokens = gen_tokens[:, :, stride_tokens:]
             prompt_length = prompt_tokens.shape[-1]
-            state['offset'] += stride_tokens
+            offset += stride_tokens
         return torch.cat(all_tokens, dim=-1)
 
     def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,13 @@ else an https:// URL; else a Hugging Face hub repo id (cache dir from the argume
 import logging
 import os
 from pathlib import Path
-import pickle
-import zipfile
 import typing as tp
 
 import torch
 from torch import nn
 from omegaconf import OmegaConf
+
+from ..utils.safe_load import UnsafeCheckpointError, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def hub_unavailable_message(name: str, what: str, exc: tp.Optional[BaseException
         if offline else "the Hugging Face hub could not provide it (no network access, or no such repo/file)"
     detail = f" Underlying error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}" \
         if exc is not None else ""
-    return (f"Could not load model {name!r}: it is not an existing local file or folder, and {reason}. "
-            f"Expected {what}. To use it offline, download the files on a machine with network access "
-            f"(e.g. `huggingface-cli download {name} --local-dir <folder>`; for AudioCraft checkpoints "
+    return (f"Could not load model {name!r}: no such file or folder ({os.path.abspath(name)!r}), and as a hub "
+            f"repo id, {reason}. Expected {what}. To use it offline, download the files on a machine with network "
+            f"access (e.g. `hf download {name} --local-dir <folder>`; for AudioCraft checkpoints "
             f"download {LM_FILENAME} and {COMPRESSION_FILENAME} into a folder) and pass that folder's "
             f"path instead of {name!r}.{detail}")
 
@@ -47,12 +47,13 @@ def looks_like_local_path(name: str) -> bool:
 
 def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], name: str,
                 local: bool = True, mmap: bool = False) -> tp.Any:
-    """`torch.load` with clear errors for missing, truncated or non-torch files.
+    """Safe `torch.load` (see `audiocraft.utils.safe_load`) with clear errors for missing, truncated
+    or non-torch files.
 
-    Tensors-only loading is tried first; local files that hold other objects (e.g. training
-    checkpoints) are then unpickled fully, as AudioCraft does. Downloaded files never are.
-    With `mmap`, zip-format files loaded to CPU are memory-mapped instead of read into memory:
-    only for callers that copy every tensor out before returning (see build_meta_and_load).
+    Files holding objects beyond tensors, plain containers and omegaconf configs are refused
+    (`UnsafeCheckpointError`) unless `AUDIOCRAFT_UNSAFE_FULL_UNPICKLE=1`; downloaded files
+    (`local=False`) are never fully unpickled. With `mmap`, zip-format files loaded to CPU are
+    memory-mapped: only for callers that copy every tensor out before returning (see build_meta_and_load).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,23 +61,27 @@ def _torch_load(path: tp.Union[str, Path], device: tp.Union[torch.device, str], 
     if path.stat().st_size == 0:
         raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is empty; download it again.")
     try:
-        use_mmap = mmap and str(device) == 'cpu' and zipfile.is_zipfile(path)
-        return torch.load(path, map_location=device, weights_only=True, mmap=use_mmap)
-    except pickle.UnpicklingError as exc:
-        if 'weights_only' not in str(exc) or not local:
-            raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is corrupt or not a torch "
-                               f"checkpoint ({exc}); download it again.") from exc
-        # A local file holding more than tensors and plain containers (e.g. a training
-        # checkpoint): the user chose to load it, as AudioCraft would.
-        logger.warning("Loading %s with full unpickling (it holds non-tensor objects).", path)
+        return safe_torch_load(path, map_location=device, mmap=mmap, what=f'checkpoint of model {name!r}',
+                               allow_unsafe_pickle=None if local else False)
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:  # torch raises many types on damaged files (RuntimeError, EOFError, IndexError...)
         raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is corrupt or truncated, or not "
                            f"a torch checkpoint ({type(exc).__name__}: {exc}); download it again.") from exc
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"Checkpoint file {str(path)!r} for model {name!r} is corrupt or not a torch "
-                           f"checkpoint ({type(exc).__name__}: {exc}); download it again.") from exc
+
+
+def _download_url(url: str) -> Path:
+    """Download `url` into torch hub's checkpoint folder once (as torch.hub.load_state_dict_from_url,
+    whose own loading unpickles fully) and return the local file."""
+    from urllib.parse import urlparse
+    folder = Path(torch.hub.get_dir()) / 'checkpoints'
+    folder.mkdir(parents=True, exist_ok=True)
+    filename = os.path.basename(urlparse(url).path)
+    cached = folder / filename
+    if not cached.exists():
+        match = torch.hub.HASH_REGEX.search(filename)
+        torch.hub.download_url_to_file(url, str(cached), match.group(1) if match else None, progress=True)
+    return cached
 
 
 def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optional[str] = None,
@@ -98,10 +103,11 @@ def _get_state_dict(file_or_url_or_id: tp.Union[Path, str], filename: tp.Optiona
         return _torch_load(file, device, name, mmap=mmap)
     if name.startswith('https://'):
         try:
-            return torch.hub.load_state_dict_from_url(name, map_location=device, check_hash=True)
+            file = _download_url(name)
         except Exception as exc:
             raise FileNotFoundError(f"Could not download checkpoint {name!r} ({type(exc).__name__}: {exc}). "
                                     "Download it manually and pass the local file path.") from exc
+        return _torch_load(file, device, name, local=False, mmap=mmap)
     if filename is None:
         raise ValueError("filename needs to be defined if using HF checkpoints")
     if looks_like_local_path(name):

@@ -7,10 +7,13 @@ import typing as tp
 
 import torch
 
+from .builders import get_debug_compression_model, get_debug_magnet_lm_model
 from .encodec import CompressionModel
 from .genmodel import BaseGenModel, default_device
 from .lm import LMModel
+from .generation_params import validate_generation_params
 from .loaders import load_compression_model, load_lm_model_magnet
+from ..utils.errors import InvalidArgumentError
 
 RELEASED_MAGNET_MODELS = (
     'facebook/magnet-small-10secs',
@@ -55,13 +58,20 @@ class MAGNeT(BaseGenModel):
         - facebook/magnet-small-30secs (300M), text to music, 30-second samples;
         - facebook/magnet-medium-30secs (1.5B), text to music, 30-second samples;
         - facebook/audio-magnet-small (300M), text to sound-effect, 10 seconds;
-        - facebook/audio-magnet-medium (1.5B), text to sound-effect, 10 seconds.
+        - facebook/audio-magnet-medium (1.5B), text to sound-effect, 10 seconds;
+        - 'debug': a tiny random model (offline, for tests), 10-second samples.
         """
         if not isinstance(name, str) or not name:
             raise ValueError("MAGNeT.get_pretrained expects a model name, folder or file path, "
                              f"e.g. one of {RELEASED_MAGNET_MODELS}; got {name!r}.")
         if device is None:
             device = default_device()
+        if name == 'debug':
+            # A tiny random model, offline, for tests and smoke runs (as MusicGen's and AudioGen's).
+            compression_model = get_debug_compression_model(device)
+            lm = get_debug_magnet_lm_model(device, compression_model_framerate=int(compression_model.frame_rate),
+                                           segment_duration=10)
+            return MAGNeT(name=name, compression_model=compression_model, lm=lm, max_duration=10)
         compression_model = load_compression_model(name, device=device)
         lm = load_lm_model_magnet(name, compression_model_frame_rate=int(compression_model.frame_rate),
                                   device=device)
@@ -87,21 +97,23 @@ class MAGNeT(BaseGenModel):
             span_arrangement (str): 'nonoverlap' (spans on a fixed grid) or 'stride1' (overlapping spans).
         """
         if span_arrangement not in SPAN_ARRANGEMENTS:
-            raise ValueError(f"span_arrangement must be one of {SPAN_ARRANGEMENTS}, got {span_arrangement!r}.")
-        steps = [int(s) for s in decoding_steps]
+            raise InvalidArgumentError(f"span_arrangement must be one of {SPAN_ARRANGEMENTS}, "
+                                       f"got {span_arrangement!r}.")
+        checked = validate_generation_params(use_sampling=use_sampling, top_k=top_k, top_p=top_p,
+                                             temperature=temperature, max_cfg_coef=max_cfg_coef,
+                                             min_cfg_coef=min_cfg_coef, decoding_steps=decoding_steps)
+        steps = checked['decoding_steps']
         n_q = self.lm.n_q
-        if len(steps) < n_q or any(s < 1 for s in steps[:n_q]):
-            raise ValueError(f"decoding_steps needs one positive number of steps for each of the "
-                             f"{n_q} codebooks, got {list(decoding_steps)}.")
-        if top_k < 0 or top_p < 0:
-            raise ValueError(f"top_k and top_p must be non negative, got top_k={top_k}, top_p={top_p}.")
+        if len(steps) < n_q:
+            raise InvalidArgumentError(f"decoding_steps needs one positive number of steps for each of the "
+                                       f"{n_q} codebooks, got {list(decoding_steps)}.")
         self.generation_params = {
-            'use_sampling': use_sampling,
-            'temp': temperature,
-            'top_k': top_k,
-            'top_p': top_p,
-            'max_cfg_coef': max_cfg_coef,
-            'min_cfg_coef': min_cfg_coef,
+            'use_sampling': checked['use_sampling'],
+            'temp': checked['temperature'],
+            'top_k': checked['top_k'],
+            'top_p': checked['top_p'],
+            'max_cfg_coef': checked['max_cfg_coef'],
+            'min_cfg_coef': checked['min_cfg_coef'],
             'decoding_steps': steps,
             'span_arrangement': span_arrangement,
         }

@@ -88,15 +88,20 @@ class MusicGen(BaseGenModel):
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
                               temperature: float = 1.0, duration: float = 30.0, cfg_coef: float = 3.0,
                               two_step_cfg: bool = False, extend_stride: float = 18) -> None:
-        """Set the generation parameters.
+        """Set the generation parameters (checked by `generation_params.validate_generation_params`).
+
+        As in AudioCraft, every call resets the parameters it is not given to the defaults below:
+        `set_generation_params(top_k=50)` after `set_generation_params(duration=1)` generates 30 s.
+        Pass every parameter you care about in one call. A fresh model generates 15 s
+        (`duration=15`); the command line's default is 10 s.
 
         Args:
             use_sampling: Sample (True) or take the most likely token (False).
             top_k: Sample among the k most likely tokens (0: no limit).
             top_p: Nucleus sampling threshold; when > 0 it replaces top_k.
-            temperature: Softmax temperature.
-            duration: Duration of the generated audio, in seconds.
-            cfg_coef: Classifier-free guidance coefficient.
+            temperature: Softmax temperature, >= 0 (0: greedy).
+            duration: Duration of the generated audio, in seconds (> 0, finite).
+            cfg_coef: Classifier-free guidance coefficient, >= 0 (1: conditional model alone).
             two_step_cfg: Run conditional and unconditional passes separately (see AudioCraft).
             extend_stride: When generating past max_duration, advance by this many seconds per window.
         """
@@ -130,6 +135,15 @@ class MusicGen(BaseGenModel):
             for melody in melody_wavs:
                 if melody is not None and (not isinstance(melody, torch.Tensor) or melody.dim() != 2):
                     raise InvalidArgumentError("Each melody in the list must be a [C, T] tensor or None.")
+        for idx, melody in enumerate(melody_wavs):
+            if melody is None:
+                continue
+            if melody.shape[-1] == 0:
+                raise InvalidArgumentError(f"Melody {idx} is empty (0 samples): pass a recording, or None for no "
+                                           "melody for that sample.")
+            if not torch.isfinite(melody).all():
+                raise InvalidArgumentError(f"Melody {idx} contains NaN or infinite samples: clean the audio "
+                                           "(e.g. torch.nan_to_num) before generating.")
         melody_wavs = [
             convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels)
             if wav is not None else None

@@ -27,6 +27,38 @@ _PRETRAINED_PREFIX = '//pretrained/'
 _AUTOCAST_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16, 'float32': torch.float32}
 
 
+class DataLoadingError(RuntimeError):
+    """Reading a batch failed (e.g. a data-loader worker crashed); see `guarded_batches`."""
+
+
+def guarded_batches(loader: tp.Iterable, stage: tp.Optional[str], epoch: int) -> tp.Iterator[tp.Any]:
+    """Iterate `loader`, turning a failure to produce a batch into a DataLoadingError that says
+    where it happened and what to try (a crashed worker otherwise only gives its pid)."""
+    iterator = iter(loader)
+    index = 0
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            crashed = 'exited unexpectedly' in str(exc) or 'worker' in str(exc).lower()
+            hint = ("A data-loader worker process died (out of memory, a crash in an audio decoder, or killed). "
+                    if crashed else "")
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise DataLoadingError(
+                f"Loading batch {index} of the {stage} stage (epoch {epoch}) failed: {type(exc).__name__}: "
+                f"{first_line}. {hint}Run with "
+                "dataset.num_workers=0 to see the underlying error in the main process, check the files of the "
+                "dataset manifest, or lower dataset.num_workers / dataset.batch_size.") from exc
+        yield batch
+        index += 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or infinite (see StandardSolver.check_finite_losses)."""
+
+
 class StandardSolver(ABC, flashy.BaseSolver):
     """Base solver: stages, checkpoints, best state, EMA, autocast, logging.
 
@@ -205,6 +237,20 @@ class StandardSolver(ABC, flashy.BaseSolver):
     @property
     def is_training(self) -> bool:
         return self.current_stage == 'train'
+
+    def check_finite_losses(self, losses: tp.Dict[str, torch.Tensor], step: int) -> None:
+        """Stop training on a NaN or infinite loss, before it reaches the weights, naming the step.
+
+        Raises NonFiniteLossError; the last checkpoint (end of the previous epoch) is untouched.
+        """
+        bad = {name: float(value.detach().float().sum()) for name, value in losses.items()
+               if not bool(torch.isfinite(value.detach()).all())}
+        if bad:
+            values = ', '.join(f'{name}={value}' for name, value in bad.items())
+            raise NonFiniteLossError(
+                f"Training diverged: non-finite loss ({values}) at epoch {self.epoch}, {self.current_stage} step "
+                f"{step}. The weights were not updated with it. Lower the learning rate, enable gradient clipping "
+                "(optim.max_norm), check the data of this batch, or restart from the last checkpoint.")
 
     def log_model_summary(self, model: nn.Module) -> None:
         """Log the architecture and size of a model."""
@@ -439,7 +485,8 @@ class StandardSolver(ABC, flashy.BaseSolver):
             self.logger.warning("Fake loading for benchmarking: re-using first batch")
             batch = next(iter(loader))
             loader = [batch] * updates_per_epoch  # type: ignore
-        lp = self.log_progress(self.current_stage, loader, total=updates_per_epoch, updates=self.log_updates)
+        batches = guarded_batches(loader, self.current_stage, self.epoch)
+        lp = self.log_progress(self.current_stage, batches, total=updates_per_epoch, updates=self.log_updates)
         average = flashy.averager()  # epoch wise average
         instant_average = flashy.averager()  # average between two log lines
         metrics: dict = {}

@@ -112,6 +112,7 @@ class CompressionSolver(base.StandardSolver):
         metrics.update(qres.metrics)
 
         if self.is_training:
+            self.check_finite_losses({**balanced_losses, **other_losses}, idx)
             other_loss = torch.tensor(0., device=self.device)
             if 'penalty' in other_losses:
                 other_loss += other_losses['penalty']

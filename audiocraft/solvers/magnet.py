@@ -133,6 +133,7 @@ class MagnetSolver(MusicGenSolver):
             loss = ce
         self.deadlock_detect.update('loss')
         if self.is_training:
+            self.check_finite_losses({'ce': loss}, idx)
             self._optimize(loss, metrics)
         self.ce_per_codebook[stage] = ce.detach()
         return self._add_ce_metrics(metrics, ce, self.ce_per_codebook)

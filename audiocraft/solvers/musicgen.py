@@ -296,8 +296,6 @@ class MusicGenSolver(base.StandardSolver):
         self.deadlock_detect.update('optim')
         if self.scaler is not None:
             metrics['grad_scale'] = self.scaler.get_scale()
-        if not loss.isfinite().all():
-            raise RuntimeError("Model probably diverged: the loss is not finite.")
 
     def _checks_sync(self, idx: int) -> bool:
         """Whether step `idx` runs under torch's CUDA sync debug mode (the second step, on CUDA:
@@ -331,6 +329,7 @@ class MusicGenSolver(base.StandardSolver):
             loss = ce
         self.deadlock_detect.update('loss')
         if self.is_training:
+            self.check_finite_losses({'ce': loss}, idx)
             self._optimize(loss, metrics)
         return self._add_ce_metrics(metrics, ce, ce_per_codebook)
 

@@ -11,6 +11,7 @@ import flashy
 import torch
 
 from .checkpoint import atomic_torch_save
+from .safe_load import batch_cache_safe_globals, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class EmbeddingCache:
     @staticmethod
     def _get_full_embed_from_cache(cache: Path) -> tp.Optional[torch.Tensor]:
         try:
-            return torch.load(cache, 'cpu')
+            return safe_torch_load(cache, 'cpu', what='embedding cache file')
         except Exception as exc:
             logger.error("Error loading %s: %r", cache, exc)
             return None
@@ -178,9 +179,11 @@ class CachedBatchLoader:
                 start = rank * self.batch_size
                 names = names[start: start + self.batch_size]
                 entries = []
+                safe_globals = batch_cache_safe_globals()
                 for name in names:
                     with zf.open(name, 'r') as f:
-                        entries.append(torch.load(f, 'cpu', weights_only=False))
+                        entries.append(safe_torch_load(f, 'cpu', extra_safe_globals=safe_globals,
+                                                       what=f'cached batch {zip_path}:{name}'))
             out = []
             for part in zip(*entries):
                 if isinstance(part[0], torch.Tensor):

@@ -15,6 +15,7 @@ import flashy
 import torch
 
 from ..environment import AudioCraftEnvironment
+from .safe_load import UnsafeCheckpointError, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,13 @@ def resolve_checkpoint_path(sig_or_path: tp.Union[Path, str], name: tp.Optional[
     return None
 
 
-def load_checkpoint(checkpoint_path: Path, is_sharded: bool = False) -> tp.Any:
-    """Load a checkpoint on CPU (finishing an interrupted sharded save first if needed)."""
+def load_checkpoint(checkpoint_path: Path, is_sharded: bool = False,
+                    allow_unsafe_pickle: tp.Optional[bool] = None) -> tp.Any:
+    """Load a checkpoint on CPU (finishing an interrupted sharded save first if needed).
+
+    Loading is safe (`audiocraft.utils.safe_load`): objects beyond tensors, plain containers and
+    omegaconf configs are refused unless `allow_unsafe_pickle=True` or `AUDIOCRAFT_UNSAFE_FULL_UNPICKLE=1`.
+    """
     checkpoint_path = Path(checkpoint_path)
     if is_sharded:
         rank0_checkpoint_path = checkpoint_path.parent / checkpoint_name(use_fsdp=False)
@@ -78,7 +84,10 @@ def load_checkpoint(checkpoint_path: Path, is_sharded: bool = False) -> tp.Any:
     if not checkpoint_path.exists():
         raise FileNotFoundError(f"Checkpoint {checkpoint_path} does not exist.")
     try:
-        state = torch.load(checkpoint_path, 'cpu', weights_only=False)
+        state = safe_torch_load(checkpoint_path, 'cpu', allow_unsafe_pickle=allow_unsafe_pickle,
+                                what='training checkpoint')
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:
         raise RuntimeError(f"Checkpoint {checkpoint_path} could not be loaded ({exc!r}). It may come "
                            "from an incompatible version; delete it to restart this XP.") from exc
@@ -87,8 +96,14 @@ def load_checkpoint(checkpoint_path: Path, is_sharded: bool = False) -> tp.Any:
 
 
 def save_checkpoint(state: tp.Any, checkpoint_path: Path, is_sharded: bool = False) -> None:
-    """Atomically save `state` to `checkpoint_path`."""
-    _safe_save_checkpoint(state, Path(checkpoint_path), is_sharded)
+    """Atomically save `state` to `checkpoint_path`; on failure (e.g. a full disk) the previous
+    checkpoint stays complete and loadable, and the OSError says so."""
+    try:
+        _safe_save_checkpoint(state, Path(checkpoint_path), is_sharded)
+    except OSError as exc:
+        raise OSError(exc.errno, f"Could not save checkpoint {checkpoint_path} ({exc.strerror or exc}). The "
+                                 "previous checkpoint, if any, is unchanged: free disk space (or fix the folder's "
+                                 "permissions) and resume training.") from exc
     logger.info("Checkpoint saved to %s", checkpoint_path)
 
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import typing as tp
 
 import omegaconf
-import torch
 
 from .checkpoint import atomic_torch_save
+from .safe_load import UnsafeCheckpointError, safe_torch_load
 
 
 def _atomic_save(obj: tp.Any, out_file: tp.Union[Path, str]) -> Path:
@@ -22,13 +22,16 @@ def _cfg_to_yaml(cfg: tp.Any) -> str:
     return omegaconf.OmegaConf.to_yaml(omegaconf.OmegaConf.create(cfg))
 
 
-def _load_training_checkpoint(checkpoint_path: tp.Union[Path, str]) -> dict:
+def _load_training_checkpoint(checkpoint_path: tp.Union[Path, str],
+                              allow_unsafe_pickle: tp.Optional[bool] = None) -> dict:
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"Training checkpoint {str(path)!r} does not exist.")
     try:
-        # A training checkpoint holds optimizer state and history objects: full unpickling.
-        pkg = torch.load(path, map_location='cpu', weights_only=False)
+        pkg = safe_torch_load(path, map_location='cpu', allow_unsafe_pickle=allow_unsafe_pickle,
+                              what='training checkpoint')
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:
         raise RuntimeError(f"Training checkpoint {str(path)!r} is corrupt or not a torch checkpoint "
                            f"({type(exc).__name__}: {exc}).") from exc
@@ -51,9 +54,10 @@ def _model_state(pkg: dict, prefer_ema: bool) -> dict:
     raise RuntimeError("Training checkpoint holds no model state ('ema', 'best_state' or 'model').")
 
 
-def _export_model_state(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str], prefer_ema: bool) -> Path:
+def _export_model_state(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str], prefer_ema: bool,
+                        allow_unsafe_pickle: tp.Optional[bool] = None) -> Path:
     from .. import __version__
-    pkg = _load_training_checkpoint(checkpoint_path)
+    pkg = _load_training_checkpoint(checkpoint_path, allow_unsafe_pickle)
     new_pkg = {
         'best_state': _model_state(pkg, prefer_ema=prefer_ema),
         'xp.cfg': _cfg_to_yaml(pkg['xp.cfg']),
@@ -63,12 +67,15 @@ def _export_model_state(checkpoint_path: tp.Union[Path, str], out_file: tp.Union
     return _atomic_save(new_pkg, out_file)
 
 
-def export_encodec(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str]) -> Path:
+def export_encodec(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str],
+                   allow_unsafe_pickle: tp.Optional[bool] = None) -> Path:
     """Export a compression training checkpoint into `compression_state_dict.bin` format.
 
-    The EMA weights are exported when the checkpoint has them, else the best state.
+    The EMA weights are exported when the checkpoint has them, else the best state. The checkpoint
+    is read safely (see `audiocraft.utils.safe_load`; `allow_unsafe_pickle=True` for trusted files
+    holding other objects).
     """
-    return _export_model_state(checkpoint_path, out_file, prefer_ema=True)
+    return _export_model_state(checkpoint_path, out_file, prefer_ema=True, allow_unsafe_pickle=allow_unsafe_pickle)
 
 
 def export_pretrained_compression_model(pretrained_encodec: str, out_file: tp.Union[Path, str]) -> Path:
@@ -82,12 +89,14 @@ def export_pretrained_compression_model(pretrained_encodec: str, out_file: tp.Un
     return _atomic_save(new_pkg, out_file)
 
 
-def export_lm(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str]) -> Path:
+def export_lm(checkpoint_path: tp.Union[Path, str], out_file: tp.Union[Path, str],
+              allow_unsafe_pickle: tp.Optional[bool] = None) -> Path:
     """Export an LM training checkpoint (MusicGen, AudioGen, MAGNeT) into `state_dict.bin` format.
 
-    As AudioCraft does, the best state is exported (the FSDP one when training used FSDP).
+    As AudioCraft does, the best state is exported (the FSDP one when training used FSDP). The
+    checkpoint is read safely, as for `export_encodec`.
     """
-    return _export_model_state(checkpoint_path, out_file, prefer_ema=False)
+    return _export_model_state(checkpoint_path, out_file, prefer_ema=False, allow_unsafe_pickle=allow_unsafe_pickle)
 
 
 def export_to_transformers(src: tp.Any, out_folder: tp.Union[Path, str],

@@ -187,7 +187,7 @@ class T5Conditioner(TextConditioner):
         except (OSError, ValueError, RuntimeError) as exc:
             raise RuntimeError(
                 f"Could not load the T5 model '{name}' with transformers: {exc}. Download it once with "
-                f"network access (e.g. `huggingface-cli download {name}`), or point HF_HUB_CACHE at a cache "
+                f"network access (e.g. `hf download {name}`), or point HF_HUB_CACHE at a cache "
                 "that holds it when running offline (HF_HUB_OFFLINE=1).") from exc
         finally:
             logging.disable(previous)
@@ -210,11 +210,30 @@ class T5Conditioner(TextConditioner):
         if self.word_dropout > 0. and self.training:
             entries = self._apply_word_dropout(entries)
         empty_idx = torch.LongTensor([i for i, xi in enumerate(entries) if xi == ""])
-        inputs = self.t5_tokenizer(entries, return_tensors='pt', padding=True)
+        inputs = self._tokenize_within_limit(entries)
         inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ('input_ids', 'attention_mask')}
         mask = inputs['attention_mask']
         mask[empty_idx, :] = 0  # absent descriptions must not be attended to
         return inputs
+
+    def _tokenize_within_limit(self, entries: tp.List[str]) -> tp.Dict[str, torch.Tensor]:
+        """Tokenize, cutting descriptions longer than the tokenizer's limit (512 tokens for T5),
+        with one warning naming them (instead of transformers' "indexing errors" message).
+
+        AudioCraft passes longer descriptions whole; T5 was trained on at most 512 tokens."""
+        limit = getattr(self.t5_tokenizer, 'model_max_length', None)
+        if not isinstance(limit, int) or limit > 1_000_000:  # transformers' "no limit" sentinel
+            return self.t5_tokenizer(entries, return_tensors='pt', padding=True)
+        # One token over the limit tells which descriptions were cut, without a second full pass.
+        inputs = self.t5_tokenizer(entries, return_tensors='pt', padding=True, truncation=True,
+                                   max_length=limit + 1)
+        too_long = [i for i, n in enumerate(inputs['attention_mask'].sum(dim=-1).tolist()) if n > limit]
+        if not too_long:
+            return inputs
+        logger.warning("Description(s) %s exceed the %d tokens the text encoder %r takes: they are truncated "
+                       "to their first %d tokens. Shorten them to keep all of their text.",
+                       too_long, limit, self.name, limit)
+        return self.t5_tokenizer(entries, return_tensors='pt', padding=True, truncation=True, max_length=limit)
 
     def forward(self, inputs: tp.Dict[str, torch.Tensor]) -> ConditionType:
         mask = inputs['attention_mask']
