@@ -3,6 +3,7 @@ from pathlib import Path
 import typing as tp
 
 import omegaconf
+import torch
 
 from .checkpoint import atomic_torch_save
 from .safe_load import UnsafeCheckpointError, safe_torch_load
