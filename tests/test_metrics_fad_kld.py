@@ -11,6 +11,7 @@ import torch
 from audiocraft.metrics.fad import FrechetAudioDistanceMetric, frechet_distance
 from audiocraft.metrics.kld import PasstKLDivergenceMetric, kl_divergence
 from audiocraft.metrics.passt import PasstTagger, kaldi_mel_banks, load_passt
+from audiocraft.metrics import passt as passt_module, vggish as vggish_module
 from audiocraft.metrics.vggish import VGGish, load_vggish, vggish_examples, vggish_log_mel
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -84,30 +85,33 @@ def test_vggish_features_follow_the_released_recipe():
     np.testing.assert_allclose(log_mel.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_vggish_loads_torchvggish_files(tmp_path):
-    torch.manual_seed(0)
-    source = VGGish(postprocess=False)
-    state = {k: v for k, v in source.state_dict().items()}
+@pytest.fixture(scope='module')
+def random_vggish() -> VGGish:
+    torch.manual_seed(1)
+    return VGGish(postprocess=False).eval()
+
+
+def test_vggish_loads_torchvggish_files(tmp_path, monkeypatch, random_vggish):
+    state = random_vggish.state_dict()
     assert 'features.0.weight' in state and 'embeddings.4.weight' in state  # torchvggish names
-    torch.save(state, tmp_path / 'vggish.pth')
     rng = np.random.default_rng(0)
     pca = {'pca_eigen_vectors': rng.normal(size=(128, 128)), 'pca_means': rng.normal(size=(128,))}
-    torch.save(pca, tmp_path / 'pca.pth')
-    model = load_vggish(tmp_path / 'vggish.pth', tmp_path / 'pca.pth')
+    torch.save(pca, tmp_path / 'pca.pth')  # numpy arrays, as the released PCA file
+    real_load_weights = vggish_module.load_weights
+    # The network file is large: serve it from memory, the real loader reads the PCA file.
+    monkeypatch.setattr(vggish_module, 'load_weights',
+                        lambda path, what: state if str(path) == 'vggish.pth' else real_load_weights(path, what))
+    model = load_vggish('vggish.pth', tmp_path / 'pca.pth')
     examples = vggish_examples(0.1 * torch.randn(16000))
-    raw = source(examples)
+    raw = random_vggish(examples)
     expected = (torch.from_numpy(pca['pca_eigen_vectors']).float()
                 @ (raw.T - torch.from_numpy(pca['pca_means']).float()[:, None])).T
     expected = torch.round((expected.clamp(-2, 2) + 2) * 255 / 4)
     torch.testing.assert_close(model(examples), expected)
     with pytest.raises(FileNotFoundError, match="METRICS.md"):
         load_vggish(tmp_path / 'missing.pth', None, postprocess=False)
-
-
-@pytest.fixture(scope='module')
-def random_vggish() -> VGGish:
-    torch.manual_seed(1)
-    return VGGish(postprocess=False).eval()
+    with pytest.raises(RuntimeError, match="not a torchvggish"):
+        load_vggish(tmp_path / 'pca.pth', None, postprocess=False)
 
 
 def test_fad_metric_self_zero_and_grows(random_vggish):
@@ -175,19 +179,21 @@ def test_kl_divergence_definition():
     assert kl_divergence(p, q, epsilon=0).item() == pytest.approx(expected)
 
 
-def test_passt_loads_released_layout(tmp_path):
-    tagger = PasstTagger(input_tdim=998)
-    keys = set(tagger.net.state_dict())
+def test_passt_loads_released_layout(monkeypatch):
+    tagger = PasstTagger(input_tdim=998).eval()
+    state = tagger.net.state_dict()
     assert {'patch_embed.proj.weight', 'cls_token', 'dist_token', 'new_pos_embed', 'freq_new_pos_embed',
             'time_new_pos_embed', 'blocks.11.attn.qkv.weight', 'blocks.0.mlp.fc2.bias', 'norm.weight',
-            'head.0.weight', 'head.1.weight', 'head_dist.weight'} <= keys
+            'head.0.weight', 'head.1.weight', 'head_dist.weight'} <= set(state)
     assert tagger.net.time_new_pos_embed.shape == (1, 768, 1, 99)
-    torch.save(tagger.net.state_dict(), tmp_path / 'passt.pt')
-    loaded = load_passt(10, tmp_path / 'passt.pt')
+    requested = []
+    monkeypatch.setattr(passt_module, 'load_weights', lambda path, what: requested.append(path) or state)
+    loaded = load_passt(10)
+    assert requested == [passt_module.PASST_VARIANTS[10].url]
     wav = 0.1 * torch.randn(1, 32000)
-    torch.testing.assert_close(loaded(wav), tagger.eval()(wav))
+    torch.testing.assert_close(loaded(wav), tagger(wav))
     with pytest.raises(ValueError, match="pretrained_length"):
-        load_passt(15, tmp_path / 'passt.pt')
+        load_passt(15)
 
 
 def _import_hear21passt_net(monkeypatch):
