@@ -20,6 +20,9 @@ EXTRAS = {
     "xformers": ["xformers"],
     "demo": ["gradio"],
     "clap": ["laion_clap"],
+    # FAD and KLD need no extra package (VGGish and PaSST are implemented here); visqol-python is the
+    # ViSQOL backend (numba makes it usable), scipy and torchvggish's numpy features are test references.
+    "metrics": ["visqol-python[accel]>=3.8", "scipy>=1.10", "torchvggish>=0.2"],
     "wandb": ["wandb"],
     "dev": ["pytest", "pytest-timeout", "flake8", "nbclient", "nbformat", "ipykernel", "playwright", "tensorboard"],
 }

@@ -22,6 +22,12 @@ GRIDS = {
     'magnet.magnet_32khz': ('magnet', 2),
     'magnet.audio_magnet_16khz': ('audio_magnet', 2),
 }
+EVAL_GRIDS = {
+    'musicgen.musicgen_pretrained_32khz_eval': ({'musicgen'}, 5),
+    'audiogen.audiogen_pretrained_16khz_eval': ({'audiogen'}, 1),
+    'magnet.magnet_pretrained_32khz_eval': ({'magnet'}, 4),
+    'magnet.audio_magnet_pretrained_16khz_eval': ({'audio_magnet'}, 2),
+}
 
 
 @pytest.fixture
@@ -64,3 +70,28 @@ def test_dora_grid_command(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert 'No grid file' in proc.stdout + proc.stderr
     assert 'musicgen.musicgen_base_32khz' in proc.stdout + proc.stderr
+
+
+def test_eval_grids_regenerate_then_relaunch(main, tmp_path, monkeypatch):
+    """REGEN=1 composes the evaluate-only XPs of released models; without REGEN the grid relaunches
+    the same XPs (and says to use REGEN=1 when it was never generated)."""
+    args = RunGridArgs(dry_run=True, init=True, monitor=False, silent=True)
+    for name, (solvers, count) in EVAL_GRIDS.items():
+        explorer = importlib.import_module(f'audiocraft.grids.{name}').explorer
+        monkeypatch.delenv('REGEN', raising=False)
+        with pytest.raises(RuntimeError, match="REGEN=1"):
+            run_grid(main, explorer, name, args=args)
+        monkeypatch.setenv('REGEN', '1')
+        sheeps = run_grid(main, explorer, name, args=args)
+        assert len({sheep.xp.sig for sheep in sheeps}) == len(sheeps) == count, name
+        for sheep in sheeps:
+            cfg = sheep.xp.cfg
+            assert cfg.solver in solvers and cfg.execute_only == 'evaluate'
+            assert cfg.continue_from.startswith('//pretrained/facebook/')
+            assert cfg.evaluate.metrics.fad and cfg.evaluate.metrics.kld or cfg.evaluate.metrics.chroma_cosine
+            assert cfg.metrics.fad.model == 'vggish' and cfg.dataset.evaluate.num_samples in (None, 1000)
+        for sheep in sheeps:  # what a real (not dry) launch leaves in the grid folder
+            (tmp_path / 'grids' / name / sheep.xp.sig).symlink_to(sheep.xp.folder)
+        monkeypatch.delenv('REGEN')
+        again = run_grid(main, explorer, name, args=args)
+        assert sorted(s.xp.sig for s in again) == sorted(s.xp.sig for s in sheeps)

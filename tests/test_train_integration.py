@@ -5,6 +5,7 @@ tokens (`compression_model_checkpoint=//sig/<compression XP>`); the trained code
 exported and loaded back with `MusicGen.get_pretrained(<folder>)` to generate audio.
 """
 import json
+import math
 import os
 from pathlib import Path
 import re
@@ -105,6 +106,35 @@ def test_continue_from_sig_with_execute_only(dora_dir, compression_xp, musicgen_
     history = json.loads((folder / 'history.json').read_text())
     assert list(history[-1]) == ['evaluate'] and 'ce' in history[-1]['evaluate']
     assert not (folder / 'checkpoint.th').exists()  # evaluation only, nothing to save
+
+
+def _compact_random_state(module: torch.nn.Module) -> dict:
+    """A random state dict of `module` whose large tensors are expanded from one row: the released
+    layout (so the real loaders read it) in a file of a few MB."""
+    torch.manual_seed(0)
+    state = {}
+    for key, value in module.state_dict().items():
+        row = torch.randn(value.shape[-1]) * 0.02 if value.dim() else torch.randn(())
+        state[key] = row.expand(value.shape) if value.numel() > 1e6 else torch.randn(value.shape) * 0.02
+    return state
+
+
+def test_execute_only_evaluate_writes_generation_metrics(dora_dir, tmp_path, compression_xp, musicgen_xp):
+    from audiocraft.metrics.passt import PasstTagger
+    from audiocraft.metrics.vggish import VGGish
+    torch.save(_compact_random_state(VGGish(postprocess=False)), tmp_path / 'vggish.pth')
+    torch.save(_compact_random_state(PasstTagger(input_tdim=998).net), tmp_path / 'passt.pt')
+    out = run_command([sys.executable, '-m', 'dora', 'run', 'solver=musicgen/debug',
+                       f'compression_model_checkpoint=//sig/{compression_xp.name}',
+                       f'continue_from=//sig/{musicgen_xp.name}', 'execute_only=evaluate',
+                       'evaluate.metrics.fad=true', 'evaluate.metrics.kld=true', 'evaluate.metrics.chroma_cosine=true',
+                       f'metrics.fad.vggish.model_path={tmp_path}/vggish.pth', 'metrics.fad.vggish.postprocess=false',
+                       f'metrics.kld.passt.model_path={tmp_path}/passt.pt', 'metrics.kld.passt.pretrained_length=10',
+                       'metrics.chroma_cosine.chroma_base.radix2_exp=10'] + LM + COMMON, dora_dir)
+    history = json.loads((dora_dir / 'xps' / xp_sig(out) / 'history.json').read_text())
+    evaluate = history[-1]['evaluate']
+    assert {'fad', 'kld', 'kld_pq', 'kld_qp', 'kld_both', 'chroma_cosine'} <= set(evaluate)
+    assert all(math.isfinite(evaluate[key]) for key in ('fad', 'kld', 'chroma_cosine'))
 
 
 def test_audiogen_training(dora_dir, compression_xp):

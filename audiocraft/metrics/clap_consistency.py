@@ -37,8 +37,10 @@ class CLAPTextConsistencyMetric(TextConsistencyMetric):
         try:
             import laion_clap  # noqa: F401
         except ImportError as exc:
-            raise ImportError("CLAPTextConsistencyMetric needs laion_clap: "
-                              "`pip install audiocraft[clap]` or `pip install laion_clap`.") from exc
+            # laion_clap imports torchvision at import time: name what is actually missing.
+            raise ImportError(f"CLAPTextConsistencyMetric needs laion_clap and what it imports (torchvision "
+                              f"built for this torch): `pip install audiocraft[clap]`. Import failed with: {exc}"
+                              ) from exc
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"CLAP checkpoint not found: {model_path}")
         self.register_buffer('cosine_sum', torch.tensor(0.), persistent=False)

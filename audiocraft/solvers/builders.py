@@ -210,21 +210,28 @@ def get_adversarial_losses(cfg: omegaconf.DictConfig) -> nn.ModuleDict:
     return adv_losses
 
 
-def _unavailable_metric(name: str, key: str) -> RuntimeError:
-    return RuntimeError(f"The {name} metric is not available in this package (it needs external models "
-                        f"or binaries); set evaluate.metrics.{key}=false.")
+def get_visqol(cfg: omegaconf.DictConfig) -> metrics.ViSQOL:
+    """ViSQOL (`metrics.visqol`): the visqol-python package, or the AudioCraft binary when `bin` is set."""
+    kwargs = dict_from_config(cfg)
+    return metrics.ViSQOL(**kwargs)
 
 
-def get_visqol(cfg: omegaconf.DictConfig) -> nn.Module:
-    raise _unavailable_metric('ViSQOL', 'visqol')
+def get_fad(cfg: omegaconf.DictConfig) -> metrics.FrechetAudioDistanceMetric:
+    """Fréchet Audio Distance (`metrics.fad`) with VGGish in PyTorch (`model: vggish`)."""
+    if cfg.model == 'tf':
+        raise ValueError("metrics.fad.model=tf is AudioCraft's TensorFlow FAD, which this package replaces: "
+                         "set metrics.fad.model=vggish and metrics.fad.vggish.model_path / pca_params_path "
+                         "(see docs/METRICS.md).")
+    if cfg.model != 'vggish':
+        raise ValueError(f"Unknown FAD model '{cfg.model}': only vggish is supported.")
+    return metrics.FrechetAudioDistanceMetric(**dict_from_config(cfg.get('vggish'))).eval()
 
 
-def get_fad(cfg: omegaconf.DictConfig) -> nn.Module:
-    raise _unavailable_metric('FAD', 'fad')
-
-
-def get_kldiv(cfg: omegaconf.DictConfig) -> nn.Module:
-    raise _unavailable_metric('KL divergence (PaSST)', 'kld')
+def get_kldiv(cfg: omegaconf.DictConfig) -> metrics.KLDivergenceMetric:
+    """KL divergence of PaSST label distributions (`metrics.kld`, `model: passt`)."""
+    if cfg.model != 'passt':
+        raise ValueError(f"Unknown KLD model '{cfg.model}': only passt is supported.")
+    return metrics.PasstKLDivergenceMetric(**dict_from_config(cfg.get('passt'))).eval()
 
 
 def get_text_consistency(cfg: omegaconf.DictConfig) -> metrics.TextConsistencyMetric:

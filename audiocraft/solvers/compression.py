@@ -257,12 +257,12 @@ class CompressionSolver(base.StandardSolver):
 
 def evaluate_audio_reconstruction(y_pred: torch.Tensor, y: torch.Tensor, cfg: omegaconf.DictConfig) -> dict:
     """Reconstruction metrics of `y_pred` against `y` ([B, C, T]): SI-SNR (negated, lower is better),
-    and ViSQOL when `evaluate.metrics.visqol` (not available in this package: `get_visqol` says so).
+    and ViSQOL of `y_pred` against the reference `y` when `evaluate.metrics.visqol` (see docs/METRICS.md).
     """
     metrics = {}
     if cfg.evaluate.metrics.get('visqol', False):
         visqol = builders.get_visqol(cfg.metrics.visqol)
-        metrics['visqol'] = visqol(y_pred, y, cfg.sample_rate)
+        metrics['visqol'] = visqol(y, y_pred, cfg.sample_rate)
     sisnr = builders.get_loss('sisnr', cfg)
     metrics['sisnr'] = sisnr(y_pred, y)
     return metrics

@@ -64,7 +64,7 @@ class GenerationEvalExplorer(BaseExplorer):
                 tt.leaf('ce', '.4f'),
                 tt.leaf('ppl', '.3f'),
                 tt.leaf('fad', '.3f'),
-                tt.leaf('kld_pass', '.4f'),
+                tt.leaf('kld', '.4f'),
                 tt.leaf('text_consistency', '.4f'),
                 tt.leaf('chroma_cosine', '.4f'),
             ], align='>'),

@@ -1,0 +1,25 @@
+"""Objective metrics (FAD, KLD, CLAP text consistency) of the released audio MAGNeT models on
+AudioCaps, with the evaluate stage only:
+
+    REGEN=1 dora grid magnet.audio_magnet_pretrained_16khz_eval --dry_run --init
+
+REGEN=1 composes the XPs; later runs without it relaunch the same XPs (see grids/_eval.py).
+docs/METRICS.md says where to get the weights of each metric model.
+"""
+from ..musicgen._explorers import GenerationEvalExplorer
+from .._eval import eval_opts, relaunch_or_regenerate
+
+GRID = 'magnet.audio_magnet_pretrained_16khz_eval'
+
+
+@GenerationEvalExplorer
+def explorer(launcher):
+    if not relaunch_or_regenerate(launcher, GRID):
+        return
+    opts = eval_opts('audio/audiocaps_16khz', 'solver/audiogen/evaluation', batch_size=32)
+    opts['metrics.kld.passt.pretrained_length'] = 10
+    with launcher.job_array():
+        base = launcher.bind(solver='magnet/audio_magnet_16khz')
+        base.bind_({'autocast': False, 'fsdp.use': True})
+        for name in ('small', 'medium'):
+            base({'continue_from': f'//pretrained/facebook/audio-magnet-{name}'}, opts)
