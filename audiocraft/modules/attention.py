@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fast_linear import FastLinear, get_packed, linear as fast_linear
-from .rope import RotaryEmbedding, positions_from
+from .rope import Position, RotaryEmbedding, positions_from
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
 
@@ -218,6 +218,23 @@ class StreamingMultiheadAttention(StreamingModule):
             return state['cross_k'], state['cross_v']
         return None
 
+    def _rope_start(self, past: Position, kv_heads: int) -> Position:
+        """Rotary position of the first step of a chunk fed after `past` cached steps.
+
+        AudioCraft (torch backend) takes the number of cached steps from axis 1 of its key cache.
+        That axis is time only when `memory_efficient=False`; with `memory_efficient=True` the
+        cache is [B, H, T, D] and axis 1 holds the key/value heads. So in that configuration every
+        chunk after the first is rotated as if it started at position `kv_heads`, while the full
+        pass uses true positions. Models trained with AudioCraft generate this way, and the
+        golden case `musicgen_variants_tiny` requires it; `past` may be a device tensor (static
+        cache), hence no branching on its value.
+        """
+        if not self.memory_efficient:
+            return past
+        if isinstance(past, torch.Tensor):
+            return (past > 0).long() * kv_heads
+        return kv_heads if past > 0 else 0
+
     def _cache_length(self) -> int:
         length = self._streaming_state.get('cache_len')
         return 0 if length is None else int(length)
@@ -332,12 +349,12 @@ class StreamingMultiheadAttention(StreamingModule):
         static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
         if not self.cross_attention and static_pos is not None:
             if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=static_pos, time_dim=2)
+                q, k = self.rope.rotate_qk(q, k, start=self._rope_start(static_pos, k.shape[1]), time_dim=2)
             k, v, mask = self._static_kv(k, v, static_pos)
         elif not self.cross_attention:
             past = self._cache_length() if self._is_streaming else 0
             if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=past, time_dim=2)
+                q, k = self.rope.rotate_qk(q, k, start=self._rope_start(past, k.shape[1]), time_dim=2)
             k, v = self._complete_kv(k, v, past)
             if self.causal:
                 explicit = attn_mask is not None or key_padding_mask is not None
