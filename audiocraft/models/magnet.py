@@ -8,7 +8,7 @@ import typing as tp
 import torch
 
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel, default_device
+from .genmodel import BaseGenModel, compression_source, default_device
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model_magnet
 
@@ -62,7 +62,7 @@ class MAGNeT(BaseGenModel):
                              f"e.g. one of {RELEASED_MAGNET_MODELS}; got {name!r}.")
         if device is None:
             device = default_device()
-        compression_model = load_compression_model(name, device=device)
+        compression_model = load_compression_model(compression_source(name), device=device)
         lm = load_lm_model_magnet(name, compression_model_frame_rate=int(compression_model.frame_rate),
                                   device=device)
         if 'self_wav' in lm.condition_provider.conditioners:
