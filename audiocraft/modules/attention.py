@@ -76,6 +76,21 @@ def _merge_masks(a: tp.Optional[torch.Tensor], b: tp.Optional[torch.Tensor],
     return _to_additive(a, dtype) + _to_additive(b, dtype)
 
 
+class _MultiheadAttentionView(nn.Module):
+    """`torch.nn.MultiheadAttention`'s parameter layout (`in_proj_weight`, `in_proj_bias`,
+    `out_proj`) over the parameters of a `StreamingMultiheadAttention`, which it shares: what
+    `.to(dtype)` does here, it does to the attention itself."""
+
+    def __init__(self, attention: 'StreamingMultiheadAttention'):
+        super().__init__()
+        self.in_proj_weight = attention.in_proj_weight
+        self.register_parameter('in_proj_bias', attention.in_proj_bias)
+        self.out_proj = attention.out_proj
+        self.embed_dim = attention.embed_dim
+        self.num_heads = attention.num_heads
+        self.batch_first = True
+
+
 class StreamingMultiheadAttention(StreamingModule):
     """Multi-head attention with streaming support (causal self-attention or cross-attention).
 
@@ -160,6 +175,17 @@ class StreamingMultiheadAttention(StreamingModule):
             if prefix + 'mha.' + key in state_dict and prefix + key not in state_dict:
                 state_dict[prefix + key] = state_dict.pop(prefix + 'mha.' + key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def mha(self) -> nn.Module:
+        """AudioCraft's non-custom attention (custom=False, memory_efficient=False) wraps a
+        `torch.nn.MultiheadAttention` as `.mha`, and code written against it reaches for it (e.g.
+        `attn.mha.to(torch.float32)`). Here it is a view sharing this module's parameters; it
+        is not a submodule, so checkpoints keep AudioCraft's custom key layout."""
+        if self.custom or self.kv_repeat != 1 or self.qk_layer_norm:
+            raise AttributeError("'mha' exists only for the non-custom attention (custom=False, "
+                                 "memory_efficient=False, no kv_repeat or qk_layer_norm), as in AudioCraft.")
+        return _MultiheadAttentionView(self)
 
     def packable_linears(self) -> tp.Dict[str, tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]]:
         """Weights that `fast_linear.pack_linear_weights` may pack: the per-step projections."""
@@ -330,9 +356,16 @@ class StreamingMultiheadAttention(StreamingModule):
             raise InvalidArgumentError("need_weights=True is not supported.")
         if self._is_streaming and not (self.causal or self.cross_attention):
             raise RuntimeError("Streaming is only available for causal or cross attention.")
-        dtype = query.dtype
+        dtype = out_dtype = query.dtype
         B, T, _ = query.shape
         past = 0
+        if self.attention_as_float32 and not self.custom and self.in_proj_weight.dtype == torch.float32:
+            # AudioCraft's non-custom path runs nn.MultiheadAttention on float32 inputs, projections
+            # included, once its weights were cast (`attn.mha.to(torch.float32)`).
+            # One cast per distinct tensor: `key is query` / `value is key` select the fused and cached paths.
+            cast: tp.Dict[int, torch.Tensor] = {}
+            query, key, value = [cast.setdefault(id(x), x.float()) for x in (query, key, value)]
+            dtype = torch.float32
         if self.cross_attention or key is not query or value is not query:
             q = self._project_q(query)
             cached = self._cached_cross_kv(key, value) if self.cross_attention else None
@@ -378,4 +411,4 @@ class StreamingMultiheadAttention(StreamingModule):
         p = self.dropout if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=use_causal)
         x = x.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
-        return self.out_proj(x), None
+        return self.out_proj(x).to(out_dtype), None
