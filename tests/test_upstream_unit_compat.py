@@ -7,6 +7,7 @@
 """
 import pytest
 import torch
+import torch.nn.functional as F
 
 from audiocraft.losses import TFLoudnessRatio, TLoudnessRatio
 from audiocraft.losses.loudnessloss import basic_loudness
@@ -92,3 +93,50 @@ def test_attention_as_float32_through_mha():
                 attn32 = tr32.layers[0].self_attn(x.float(), x.float(), x.float())[0]
                 attn = tr_float32.layers[0].self_attn(x, x, x)[0]
             assert torch.allclose(attn.float(), attn32, atol=1e-2)
+
+
+def test_cross_attention_compat():
+    # AudioCraft's test_cross_attention_compat: nn.MultiheadAttention weights load, and streaming
+    # one query at a time agrees with the full pass within 1e-7.
+    torch.manual_seed(1234)
+    num_heads = 2
+    dim = num_heads * 64
+    with pytest.raises(AssertionError):
+        StreamingMultiheadAttention(dim, num_heads, causal=True, cross_attention=True)
+    cross_attn = StreamingMultiheadAttention(dim, num_heads, dropout=0, cross_attention=True, custom=True)
+    ref_attn = torch.nn.MultiheadAttention(dim, num_heads, dropout=0, batch_first=True)
+    cross_attn.load_state_dict(ref_attn.state_dict())
+    queries, keys, values = torch.randn(3, 7, dim), torch.randn(3, 9, dim), torch.randn(3, 9, dim)
+    y = cross_attn(queries, keys, values)[0]
+    y_ref = ref_attn(queries, keys, values)[0]
+    assert torch.allclose(y, y_ref, atol=1e-7), (y - y_ref).norm() / y_ref.norm()
+    with cross_attn.streaming():
+        ys = [cross_attn(queries[:, step: step + 1], keys, values)[0] for step in range(queries.shape[1])]
+    assert torch.allclose(torch.cat(ys, dim=1), y, atol=1e-7)
+
+
+@pytest.mark.parametrize('dim,num_heads,src_len', [(128, 2, 9), (48, 3, 20), (64, 4, 33)])
+def test_streaming_cross_attention_is_bit_exact_on_cpu(dim, num_heads, src_len):
+    # Each query row is computed independently of the rows around it (fixed-size products), so
+    # streaming equals the full pass exactly, with the cached source and with key padding.
+    torch.manual_seed(0)
+    attn = StreamingMultiheadAttention(dim, num_heads, dropout=0, cross_attention=True).eval()
+    queries, src = torch.randn(2, 21, dim), torch.randn(2, src_len, dim)
+    padding = torch.zeros(2, src_len, dtype=torch.bool)
+    padding[1, src_len // 2:] = True
+    with torch.no_grad():
+        full = attn(queries, src, src, key_padding_mask=padding)[0]
+        with attn.streaming():
+            steps = [attn(queries[:, t:t + 1], src, src, key_padding_mask=padding)[0] for t in range(21)]
+    assert torch.equal(torch.cat(steps, dim=1), full)
+    # The same attention as SDPA, up to rounding.
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q, k, v = (F.linear(x, w[i * dim:(i + 1) * dim], b[i * dim:(i + 1) * dim])
+               for i, x in enumerate([queries, src, src]))
+
+    def heads(x):
+        return x.view(2, -1, num_heads, dim // num_heads).transpose(1, 2)
+    with torch.no_grad():
+        x = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=~padding[:, None, None, :])
+        reference = attn.out_proj(x.transpose(1, 2).reshape(2, 21, dim))
+    assert torch.allclose(full, reference, atol=1e-5)

@@ -11,6 +11,10 @@ the current position kept in a device tensor and advanced in place, keys attende
 window of fixed length. A decoding step then has the same shapes every time and never reads a
 value back to the host, so it can be compiled or captured in a CUDA graph
 (`audiocraft.models.decoding`).
+
+On CPU in float32, cross-attention computes every query row independently of the rows computed
+with it (matrix products of a fixed number of rows, `_row_exact_bmm`): one streaming step gives
+bit for bit what the full pass gives, which AudioCraft's unit tests check at 1e-7.
 """
 import typing as tp
 
@@ -28,6 +32,9 @@ __all__ = ['StreamingMultiheadAttention', 'set_efficient_attention_backend', 'ge
 
 # Growth granularity of the key/value cache, in steps.
 _CACHE_CHUNK = 256
+# Rows per product, and column multiple, in the row-exact cross-attention (see `_row_exact_bmm`).
+_ROW_BLOCK = 8
+_COL_BLOCK = 16
 _BACKENDS = ('torch', 'xformers')
 
 
@@ -54,6 +61,50 @@ def expand_repeated_kv(x: torch.Tensor, n_rep: int, memory_efficient: bool) -> t
     if n_rep == 1:
         return x
     return torch.repeat_interleave(x, n_rep, dim=2 if memory_efficient else 1)
+
+
+def _row_exact_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a [G, M, K] @ b [G, K, N] (G may be 1 for b), computed in products of exactly `_ROW_BLOCK` rows.
+
+    CPU matrix-product kernels round differently depending on how many rows they are given, so a
+    query computed alone (one streaming step) and the same query within a whole sequence would
+    differ in the last bits. With products of a fixed number of rows, a row's result no longer
+    depends on the rows computed with it.
+    """
+    G, M, K = a.shape
+    N = b.shape[-1]
+    pad = (-M) % _ROW_BLOCK
+    if pad:
+        a = F.pad(a, (0, 0, 0, pad))
+    # Ragged column counts take edge paths whose rounding again depends on the row: pad them too.
+    if N % _COL_BLOCK:
+        b = F.pad(b, (0, (-N) % _COL_BLOCK))
+    blocks = a.shape[1] // _ROW_BLOCK
+    if G == 1:  # one right operand for every block: a stride-0 view, no copy
+        out = torch.bmm(a.reshape(blocks, _ROW_BLOCK, K), b.expand(blocks, -1, -1)).reshape(1, -1, b.shape[-1])
+    else:
+        out = torch.cat([torch.bmm(a[:, i * _ROW_BLOCK:(i + 1) * _ROW_BLOCK], b) for i in range(blocks)], dim=1)
+    return out[:, :M, :N]
+
+
+def _row_exact_linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    """`F.linear` through `_row_exact_bmm`."""
+    out = _row_exact_bmm(x.reshape(1, -1, x.shape[-1]), weight.t().unsqueeze(0))
+    out = out.reshape(*x.shape[:-1], weight.shape[0])
+    return out if bias is None else out + bias
+
+
+def _row_exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tp.Optional[torch.Tensor],
+                         dropout_p: float) -> torch.Tensor:
+    """Softmax attention of q [B, H, T, D] over k, v [B, H, S, D] through `_row_exact_bmm`."""
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    scores = _row_exact_bmm((q * D ** -0.5).reshape(B * H, T, D), k.transpose(2, 3).reshape(B * H, D, S))
+    scores = scores.view(B, H, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float('-inf')) if mask.dtype == torch.bool else scores + mask
+    probs = F.dropout(torch.softmax(scores, dim=-1), dropout_p)
+    return _row_exact_bmm(probs.reshape(B * H, T, S), v.reshape(B * H, S, D)).view(B, H, T, D)
 
 
 def _to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -198,10 +249,23 @@ class StreamingMultiheadAttention(StreamingModule):
         B, T, _ = x.shape
         return x.view(B, T, heads, self.head_dim).transpose(1, 2)
 
-    def _project_q(self, query: torch.Tensor) -> torch.Tensor:
+    def _row_exact(self, query: torch.Tensor) -> bool:
+        """Whether this cross-attention computes each query row independently of the others (CPU,
+        float32, unpacked weights): a streaming step then equals the full pass bit for bit, as
+        AudioCraft's unit tests require (`_row_exact_bmm`)."""
+        return (self.cross_attention and query.device.type == 'cpu' and query.dtype == torch.float32
+                and self.in_proj_weight.dtype == torch.float32 and self.out_proj.weight.dtype == torch.float32
+                and get_packed(self, 'q') is None and get_packed(self.out_proj) is None
+                and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+
+    def _project_q(self, query: torch.Tensor, row_exact: bool = False) -> torch.Tensor:
         dim = self.embed_dim
         b = self.in_proj_bias
-        q = fast_linear(query, self.in_proj_weight[:dim], None if b is None else b[:dim], get_packed(self, 'q'))
+        bias = None if b is None else b[:dim]
+        if row_exact:
+            q = _row_exact_linear(query, self.in_proj_weight[:dim], bias)
+        else:
+            q = fast_linear(query, self.in_proj_weight[:dim], bias, get_packed(self, 'q'))
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         return self._split_heads(q, self.num_heads)
@@ -366,8 +430,9 @@ class StreamingMultiheadAttention(StreamingModule):
             cast: tp.Dict[int, torch.Tensor] = {}
             query, key, value = [cast.setdefault(id(x), x.float()) for x in (query, key, value)]
             dtype = torch.float32
+        row_exact = self._row_exact(query)
         if self.cross_attention or key is not query or value is not query:
-            q = self._project_q(query)
+            q = self._project_q(query, row_exact)
             cached = self._cached_cross_kv(key, value) if self.cross_attention else None
             if cached is None:
                 k, v = self._project_kv(key, value)
@@ -409,6 +474,10 @@ class StreamingMultiheadAttention(StreamingModule):
         elif mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
             mask = mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
+        if row_exact:
+            x = _row_exact_attention(q, k, v, mask, p)
+            x = x.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
+            return _row_exact_linear(x, self.out_proj.weight, self.out_proj.bias).to(out_dtype), None
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=use_causal)
         x = x.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
         return self.out_proj(x).to(out_dtype), None
