@@ -14,7 +14,7 @@ DEMO_OUT ?= demo_output
 LOCK_TORCH ?= $(shell grep -m1 '^torch==' $(LOCK) 2>/dev/null || echo torch)
 EXTRAS := dev,demo,metrics
 
-.PHONY: install install-test system-packages demo test test-fast test-latest lock bench check-reference lint clean
+.PHONY: install install-test system-packages demo test test-fast test-integ test-latest lock bench check-reference lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,22 @@ lock:
 	  .venv-lock/bin/pip freeze --exclude audiocraft | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 	rm -rf .venv-lock
+
+# AudioCraft's `tests_integ`, command for command, on CPU (the MAGNeT stage alone takes over ten
+# minutes on two cores; `make test` runs the same recipe with a smaller MAGNeT stage:
+# tests/test_train_integration.py). 5091833e is the signature of the compression XP.
+INTEG_DIR ?= /tmp/audiocraft_integ_$(USER)
+INTEG = AUDIOCRAFT_DORA_DIR=$(INTEG_DIR) HF_HUB_OFFLINE=1 $(PY) -m dora -v run --clear device=cpu \
+	dataset.num_workers=0 optim.epochs=1 dataset.train.num_samples=10 dataset.valid.num_samples=10 \
+	dataset.evaluate.num_samples=10 dataset.generate.num_samples=2 sample_rate=16000 logging.level=DEBUG
+INTEG_LM = dset=audio/example compression_model_checkpoint=//sig/5091833e \
+	transformer_lm.n_q=2 transformer_lm.card=48 transformer_lm.dim=16 checkpoint.save_last=false
+
+test-integ: $(TEST_STAMP)
+	$(INTEG) solver=compression/debug rvq.n_q=2 rvq.bins=48 checkpoint.save_last=true
+	$(INTEG) solver=musicgen/debug $(INTEG_LM)
+	$(INTEG) solver=audiogen/debug $(INTEG_LM)
+	$(INTEG) solver=magnet/magnet_32khz $(INTEG_LM)
 
 bench: $(TEST_STAMP)
 	$(PY) -m benchmarks.run --decode eager,compile --load-baseline --out benchmarks/results.json

@@ -96,6 +96,9 @@ def test_bad_checkpoints(tmp_path):
         CompressionSolver.model_from_checkpoint(tmp_path / 'missing.th')
     with pytest.raises(RuntimeError, match="//pretrained/"):
         CompressionSolver.model_from_checkpoint(ENCODEC_CASE / 'compression_state_dict.bin')
+    # audiogen/debug names no codec, as AudioCraft's: the error says what to set.
+    with pytest.raises(ValueError, match="compression_model_checkpoint"):
+        CompressionSolver.model_from_checkpoint(None)  # type: ignore
 
 
 def test_evaluate_reconstruction_metrics(trained):

@@ -18,6 +18,9 @@ GRIDS = {
     'compression.encodec_audiogen_16khz': ('compression', 1),
     'musicgen.musicgen_base_32khz': ('musicgen', 3),
     'musicgen.musicgen_melody_32khz': ('musicgen', 8),
+    'musicgen.musicgen_base_cached_32khz': ('musicgen', 10),  # the cache-writing phase
+    'musicgen.musicgen_clapemb_32khz': ('musicgen', 4),
+    'musicgen.musicgen_stereo_finetune_32khz': ('musicgen', 3),
     'audiogen.audiogen_base_16khz': ('audiogen', 1),
     'magnet.magnet_32khz': ('magnet', 2),
     'magnet.audio_magnet_16khz': ('audio_magnet', 2),
@@ -95,3 +98,12 @@ def test_eval_grids_regenerate_then_relaunch(main, tmp_path, monkeypatch):
         monkeypatch.delenv('REGEN')
         again = run_grid(main, explorer, name, args=args)
         assert sorted(s.xp.sig for s in again) == sorted(s.xp.sig for s in sheeps)
+
+
+def test_cached_grid_lists_trainings_once_the_cache_is_written(main, monkeypatch):
+    grid = importlib.import_module('audiocraft.grids.musicgen.musicgen_base_cached_32khz')
+    monkeypatch.setattr(grid, 'CACHE_WRITTEN', True)
+    args = RunGridArgs(dry_run=True, init=True, monitor=False, silent=True)
+    sheeps = run_grid(main, grid.explorer, 'musicgen.musicgen_base_cached_32khz', args=args)
+    assert len(sheeps) == 3
+    assert all(sheep.xp.cfg.cache.path == grid.CACHE_PATH and not sheep.xp.cfg.cache.write for sheep in sheeps)

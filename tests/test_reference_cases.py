@@ -120,6 +120,8 @@ def run_case(case_dir: Path, decode: tp.Optional[dict] = None) -> tp.List[Result
 
 @pytest.mark.parametrize('case', [
     'musicgen_text_tiny',
+    # RoPE: generation must follow AudioCraft's cached rotary positions (see attention._rope_start).
+    'musicgen_variants_tiny',
     # demucs separates the melodies: about a minute on two cores.
     pytest.param('musicgen_melody_tiny', marks=pytest.mark.slow),
 ])
@@ -130,6 +132,9 @@ def test_reference_case(case, cases_dir):
 def _check_case(case_dir: Path, decode: tp.Optional[dict] = None) -> None:
     """Run `run_case` in a fresh process and assert that every check passed."""
     env = dict(os.environ)  # conftest points the hub caches at tests/reference
+    # The child runs this file as a script: put this checkout first, before any installed audiocraft.
+    root = str(Path(__file__).resolve().parents[1])
+    env['PYTHONPATH'] = os.pathsep.join([root] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
     args = [sys.executable, __file__, str(case_dir)] + ([json.dumps(decode)] if decode else [])
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]

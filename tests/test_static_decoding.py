@@ -33,6 +33,11 @@ def test_golden_tokens_on_static_paths(cases_dir, decode):
     _check_case(cases_dir / 'musicgen_text_tiny', decode)
 
 
+def test_golden_rope_tokens_with_static_cache(cases_dir):
+    # RoPE with memory_efficient=True: the static cache reproduces AudioCraft's cached positions.
+    _check_case(cases_dir / 'musicgen_variants_tiny', {'static': True, 'window': 8})
+
+
 @pytest.mark.slow
 def test_golden_melody_tokens_with_static_cache(cases_dir):
     # Melody conditions are prepended: they enter the static cache with the first chunk.

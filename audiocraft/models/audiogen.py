@@ -5,7 +5,7 @@ import torch
 
 from .builders import get_debug_compression_model, get_debug_lm_model
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel, _check_model_name, default_device
+from .genmodel import BaseGenModel, _check_model_name, check_autoregressive_lm, compression_source, default_device
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model
 
@@ -33,8 +33,9 @@ class AudioGen(BaseGenModel):
             compression_model = get_debug_compression_model(device, sample_rate=16000)
             lm = get_debug_lm_model(device)
             return AudioGen(name, compression_model, lm, max_duration=10)
-        compression_model = load_compression_model(name, device=device)
         lm = load_lm_model(name, device=device)
+        check_autoregressive_lm(lm, name, 'AudioGen')
+        compression_model = load_compression_model(compression_source(name), device=device)
         if 'self_wav' in lm.condition_provider.conditioners:
             raise RuntimeError(f"{name!r} has waveform conditioning, which AudioGen does not support; "
                                "load it with MusicGen.get_pretrained instead.")

@@ -228,9 +228,11 @@ def get_lm_model(cfg: omegaconf.DictConfig) -> 'LMModel':
     if cfg.lm_model == 'transformer_lm_magnet':
         from .lm_magnet import MagnetLMModel
         lm_class = MagnetLMModel
-        if 'segment_duration' not in kwargs and 'dataset' in cfg:
+        # The configs hold placeholders (0 / -1, as AudioCraft's) that the MAGNeT solver and loader
+        # fill in from dataset.segment_duration and masking.span_len; do the same here when they are not.
+        if kwargs.get('segment_duration') in (None, 0) and 'dataset' in cfg:
             kwargs['segment_duration'] = cfg.dataset.segment_duration
-        if 'span_len' not in kwargs and 'masking' in cfg:
+        if kwargs.get('span_len') in (None, -1) and 'masking' in cfg:
             kwargs['span_len'] = cfg.masking.span_len
     device = 'meta' if meta else cfg.device
     model = lm_class(

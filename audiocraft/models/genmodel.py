@@ -5,6 +5,7 @@ It turns descriptions and audio prompts into LM conditions and prompt tokens, ge
 """
 from abc import ABC, abstractmethod
 import logging
+from pathlib import Path
 import typing as tp
 
 import omegaconf
@@ -29,6 +30,30 @@ def default_device() -> str:
 def _check_model_name(name: tp.Any) -> None:
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError(f"Model name must be a non-empty string, got {name!r}.")
+
+
+def compression_source(name: str) -> str:
+    """Where `get_pretrained(name)` reads the compression model from: beside an LM file
+    (`/path/to/state_dict.bin` -> `/path/to/compression_state_dict.bin`), else `name` itself
+    (a folder or hub repo holding both files)."""
+    from .loaders import COMPRESSION_FILENAME
+    path = Path(name)
+    if not path.is_file():
+        return name
+    sibling = path.parent / COMPRESSION_FILENAME
+    if not sibling.is_file():
+        raise FileNotFoundError(f"{name!r} is an LM file; its compression model is read from {str(sibling)!r}, "
+                                f"which does not exist. Put {COMPRESSION_FILENAME} beside it, or pass a folder "
+                                "holding both files.")
+    return str(sibling)
+
+
+def check_autoregressive_lm(lm: LMModel, name: str, model_class: str) -> None:
+    """Refuse a MAGNeT LM in MusicGen / AudioGen: it generates by masked decoding, not step by step."""
+    cfg = getattr(lm, 'cfg', None)
+    if (cfg is not None and cfg.get('lm_model') == 'transformer_lm_magnet') or not lm.STEP_DECODING:
+        raise ValueError(f"{name!r} is a MAGNeT model (lm_model=transformer_lm_magnet), which {model_class} "
+                         "cannot run: load it with MAGNeT.get_pretrained instead.")
 
 
 def _check_descriptions(descriptions: tp.Any, what: str = "descriptions") -> tp.List[tp.Optional[str]]:

@@ -9,7 +9,7 @@ import torch
 
 from .builders import get_debug_compression_model, get_debug_magnet_lm_model
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel, default_device
+from .genmodel import BaseGenModel, compression_source, default_device
 from .lm import LMModel
 from .generation_params import validate_generation_params
 from .loaders import load_compression_model, load_lm_model_magnet
@@ -72,7 +72,7 @@ class MAGNeT(BaseGenModel):
             lm = get_debug_magnet_lm_model(device, compression_model_framerate=int(compression_model.frame_rate),
                                            segment_duration=10)
             return MAGNeT(name=name, compression_model=compression_model, lm=lm, max_duration=10)
-        compression_model = load_compression_model(name, device=device)
+        compression_model = load_compression_model(compression_source(name), device=device)
         lm = load_lm_model_magnet(name, compression_model_frame_rate=int(compression_model.frame_rate),
                                   device=device)
         if 'self_wav' in lm.condition_provider.conditioners:

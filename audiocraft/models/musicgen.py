@@ -11,7 +11,8 @@ import torch
 from ..modules.conditioners import ConditioningAttributes, WavCondition
 from .builders import get_debug_compression_model, get_debug_lm_model
 from .encodec import CompressionModel
-from .genmodel import BaseGenModel, _check_descriptions, _check_model_name, default_device
+from .genmodel import (BaseGenModel, _check_descriptions, _check_model_name, check_autoregressive_lm,
+                       compression_source, default_device)
 from .lm import LMModel
 from .loaders import load_compression_model, load_lm_model, looks_like_local_path
 from ..utils.errors import InvalidArgumentError
@@ -79,7 +80,8 @@ class MusicGen(BaseGenModel):
             if not looks_like_local_path(name) and hub_transformers_model_type(name) is not None:
                 return musicgen_from_transformers(name, device=device)
             raise
-        compression_model = load_compression_model(name, device=device)
+        check_autoregressive_lm(lm, name, 'MusicGen')
+        compression_model = load_compression_model(compression_source(name), device=device)
         if 'self_wav' in lm.condition_provider.conditioners:
             lm.condition_provider.conditioners['self_wav'].match_len_on_eval = True
             lm.condition_provider.conditioners['self_wav']._use_masking = False

@@ -11,6 +11,10 @@ the current position kept in a device tensor and advanced in place, keys attende
 window of fixed length. A decoding step then has the same shapes every time and never reads a
 value back to the host, so it can be compiled or captured in a CUDA graph
 (`audiocraft.models.decoding`).
+
+On CPU in float32, cross-attention computes every query row independently of the rows computed
+with it (matrix products of a fixed number of rows, `_row_exact_bmm`): one streaming step gives
+bit for bit what the full pass gives, which AudioCraft's unit tests check at 1e-7.
 """
 import typing as tp
 
@@ -19,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fast_linear import FastLinear, get_packed, linear as fast_linear
-from .rope import RotaryEmbedding, positions_from
+from .rope import Position, RotaryEmbedding, positions_from
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
 
@@ -28,6 +32,9 @@ __all__ = ['StreamingMultiheadAttention', 'set_efficient_attention_backend', 'ge
 
 # Growth granularity of the key/value cache, in steps.
 _CACHE_CHUNK = 256
+# Rows per product, and column multiple, in the row-exact cross-attention (see `_row_exact_bmm`).
+_ROW_BLOCK = 8
+_COL_BLOCK = 16
 _BACKENDS = ('torch', 'xformers')
 
 
@@ -56,6 +63,50 @@ def expand_repeated_kv(x: torch.Tensor, n_rep: int, memory_efficient: bool) -> t
     return torch.repeat_interleave(x, n_rep, dim=2 if memory_efficient else 1)
 
 
+def _row_exact_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a [G, M, K] @ b [G, K, N] (G may be 1 for b), computed in products of exactly `_ROW_BLOCK` rows.
+
+    CPU matrix-product kernels round differently depending on how many rows they are given, so a
+    query computed alone (one streaming step) and the same query within a whole sequence would
+    differ in the last bits. With products of a fixed number of rows, a row's result no longer
+    depends on the rows computed with it.
+    """
+    G, M, K = a.shape
+    N = b.shape[-1]
+    pad = (-M) % _ROW_BLOCK
+    if pad:
+        a = F.pad(a, (0, 0, 0, pad))
+    # Ragged column counts take edge paths whose rounding again depends on the row: pad them too.
+    if N % _COL_BLOCK:
+        b = F.pad(b, (0, (-N) % _COL_BLOCK))
+    blocks = a.shape[1] // _ROW_BLOCK
+    if G == 1:  # one right operand for every block: a stride-0 view, no copy
+        out = torch.bmm(a.reshape(blocks, _ROW_BLOCK, K), b.expand(blocks, -1, -1)).reshape(1, -1, b.shape[-1])
+    else:
+        out = torch.cat([torch.bmm(a[:, i * _ROW_BLOCK:(i + 1) * _ROW_BLOCK], b) for i in range(blocks)], dim=1)
+    return out[:, :M, :N]
+
+
+def _row_exact_linear(x: torch.Tensor, weight: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    """`F.linear` through `_row_exact_bmm`."""
+    out = _row_exact_bmm(x.reshape(1, -1, x.shape[-1]), weight.t().unsqueeze(0))
+    out = out.reshape(*x.shape[:-1], weight.shape[0])
+    return out if bias is None else out + bias
+
+
+def _row_exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tp.Optional[torch.Tensor],
+                         dropout_p: float) -> torch.Tensor:
+    """Softmax attention of q [B, H, T, D] over k, v [B, H, S, D] through `_row_exact_bmm`."""
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    scores = _row_exact_bmm((q * D ** -0.5).reshape(B * H, T, D), k.transpose(2, 3).reshape(B * H, D, S))
+    scores = scores.view(B, H, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float('-inf')) if mask.dtype == torch.bool else scores + mask
+    probs = F.dropout(torch.softmax(scores, dim=-1), dropout_p)
+    return _row_exact_bmm(probs.reshape(B * H, T, S), v.reshape(B * H, S, D)).view(B, H, T, D)
+
+
 def _to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Boolean 'may attend' mask -> additive float mask (0 / -inf)."""
     if mask.dtype != torch.bool:
@@ -74,6 +125,21 @@ def _merge_masks(a: tp.Optional[torch.Tensor], b: tp.Optional[torch.Tensor],
     if a.dtype == torch.bool and b.dtype == torch.bool:
         return a & b
     return _to_additive(a, dtype) + _to_additive(b, dtype)
+
+
+class _MultiheadAttentionView(nn.Module):
+    """`torch.nn.MultiheadAttention`'s parameter layout (`in_proj_weight`, `in_proj_bias`,
+    `out_proj`) over the parameters of a `StreamingMultiheadAttention`, which it shares: what
+    `.to(dtype)` does here, it does to the attention itself."""
+
+    def __init__(self, attention: 'StreamingMultiheadAttention'):
+        super().__init__()
+        self.in_proj_weight = attention.in_proj_weight
+        self.register_parameter('in_proj_bias', attention.in_proj_bias)
+        self.out_proj = attention.out_proj
+        self.embed_dim = attention.embed_dim
+        self.num_heads = attention.num_heads
+        self.batch_first = True
 
 
 class StreamingMultiheadAttention(StreamingModule):
@@ -161,6 +227,17 @@ class StreamingMultiheadAttention(StreamingModule):
                 state_dict[prefix + key] = state_dict.pop(prefix + 'mha.' + key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @property
+    def mha(self) -> nn.Module:
+        """AudioCraft's non-custom attention (custom=False, memory_efficient=False) wraps a
+        `torch.nn.MultiheadAttention` as `.mha`, and code written against it reaches for it (e.g.
+        `attn.mha.to(torch.float32)`). Here it is a view sharing this module's parameters; it
+        is not a submodule, so checkpoints keep AudioCraft's custom key layout."""
+        if self.custom or self.kv_repeat != 1 or self.qk_layer_norm:
+            raise AttributeError("'mha' exists only for the non-custom attention (custom=False, "
+                                 "memory_efficient=False, no kv_repeat or qk_layer_norm), as in AudioCraft.")
+        return _MultiheadAttentionView(self)
+
     def packable_linears(self) -> tp.Dict[str, tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]]:
         """Weights that `fast_linear.pack_linear_weights` may pack: the per-step projections."""
         dim, b = self.embed_dim, self.in_proj_bias
@@ -172,10 +249,23 @@ class StreamingMultiheadAttention(StreamingModule):
         B, T, _ = x.shape
         return x.view(B, T, heads, self.head_dim).transpose(1, 2)
 
-    def _project_q(self, query: torch.Tensor) -> torch.Tensor:
+    def _row_exact(self, query: torch.Tensor) -> bool:
+        """Whether this cross-attention computes each query row independently of the others (CPU,
+        float32, unpacked weights): a streaming step then equals the full pass bit for bit, as
+        AudioCraft's unit tests require (`_row_exact_bmm`)."""
+        return (self.cross_attention and query.device.type == 'cpu' and query.dtype == torch.float32
+                and self.in_proj_weight.dtype == torch.float32 and self.out_proj.weight.dtype == torch.float32
+                and get_packed(self, 'q') is None and get_packed(self.out_proj) is None
+                and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+
+    def _project_q(self, query: torch.Tensor, row_exact: bool = False) -> torch.Tensor:
         dim = self.embed_dim
         b = self.in_proj_bias
-        q = fast_linear(query, self.in_proj_weight[:dim], None if b is None else b[:dim], get_packed(self, 'q'))
+        bias = None if b is None else b[:dim]
+        if row_exact:
+            q = _row_exact_linear(query, self.in_proj_weight[:dim], bias)
+        else:
+            q = fast_linear(query, self.in_proj_weight[:dim], bias, get_packed(self, 'q'))
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         return self._split_heads(q, self.num_heads)
@@ -217,6 +307,23 @@ class StreamingMultiheadAttention(StreamingModule):
         if src is key or (src.shape == key.shape and src.dtype == key.dtype and torch.equal(src, key)):
             return state['cross_k'], state['cross_v']
         return None
+
+    def _rope_start(self, past: Position, kv_heads: int) -> Position:
+        """Rotary position of the first step of a chunk fed after `past` cached steps.
+
+        AudioCraft (torch backend) takes the number of cached steps from axis 1 of its key cache.
+        That axis is time only when `memory_efficient=False`; with `memory_efficient=True` the
+        cache is [B, H, T, D] and axis 1 holds the key/value heads. So in that configuration every
+        chunk after the first is rotated as if it started at position `kv_heads`, while the full
+        pass uses true positions. Models trained with AudioCraft generate this way, and the
+        golden case `musicgen_variants_tiny` requires it; `past` may be a device tensor (static
+        cache), hence no branching on its value.
+        """
+        if not self.memory_efficient:
+            return past
+        if isinstance(past, torch.Tensor):
+            return (past > 0).long() * kv_heads
+        return kv_heads if past > 0 else 0
 
     def _cache_length(self) -> int:
         length = self._streaming_state.get('cache_len')
@@ -313,11 +420,19 @@ class StreamingMultiheadAttention(StreamingModule):
             raise InvalidArgumentError("need_weights=True is not supported.")
         if self._is_streaming and not (self.causal or self.cross_attention):
             raise RuntimeError("Streaming is only available for causal or cross attention.")
-        dtype = query.dtype
+        dtype = out_dtype = query.dtype
         B, T, _ = query.shape
         past = 0
+        if self.attention_as_float32 and not self.custom and self.in_proj_weight.dtype == torch.float32:
+            # AudioCraft's non-custom path runs nn.MultiheadAttention on float32 inputs, projections
+            # included, once its weights were cast (`attn.mha.to(torch.float32)`).
+            # One cast per distinct tensor: `key is query` / `value is key` select the fused and cached paths.
+            cast: tp.Dict[int, torch.Tensor] = {}
+            query, key, value = [cast.setdefault(id(x), x.float()) for x in (query, key, value)]
+            dtype = torch.float32
+        row_exact = self._row_exact(query)
         if self.cross_attention or key is not query or value is not query:
-            q = self._project_q(query)
+            q = self._project_q(query, row_exact)
             cached = self._cached_cross_kv(key, value) if self.cross_attention else None
             if cached is None:
                 k, v = self._project_kv(key, value)
@@ -332,12 +447,12 @@ class StreamingMultiheadAttention(StreamingModule):
         static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
         if not self.cross_attention and static_pos is not None:
             if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=static_pos, time_dim=2)
+                q, k = self.rope.rotate_qk(q, k, start=self._rope_start(static_pos, k.shape[1]), time_dim=2)
             k, v, mask = self._static_kv(k, v, static_pos)
         elif not self.cross_attention:
             past = self._cache_length() if self._is_streaming else 0
             if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=past, time_dim=2)
+                q, k = self.rope.rotate_qk(q, k, start=self._rope_start(past, k.shape[1]), time_dim=2)
             k, v = self._complete_kv(k, v, past)
             if self.causal:
                 explicit = attn_mask is not None or key_padding_mask is not None
@@ -359,6 +474,10 @@ class StreamingMultiheadAttention(StreamingModule):
         elif mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
             mask = mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
+        if row_exact:
+            x = _row_exact_attention(q, k, v, mask, p)
+            x = x.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
+            return _row_exact_linear(x, self.out_proj.weight, self.out_proj.bias).to(out_dtype), None
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=use_causal)
         x = x.to(dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
-        return self.out_proj(x), None
+        return self.out_proj(x).to(out_dtype), None

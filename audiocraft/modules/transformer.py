@@ -262,7 +262,9 @@ class StreamingTransformer(StreamingModule):
         position = torch.zeros(1, dtype=torch.long, device=device)
         self._streaming_state['static_pos'] = position
         if self.rope is not None:
-            self.rope.reserve(capacity)
+            # Chunks after the first may start at position num_kv_heads (see
+            # StreamingMultiheadAttention._rope_start): the tables cover that too.
+            self.rope.reserve(capacity + max(module.num_heads for module in self._attention_modules()))
         for module in self._attention_modules():
             module._streaming_state['static_pos'] = position
             if not module.cross_attention:

@@ -218,6 +218,10 @@ class CompressionSolver(base.StandardSolver):
         """
         from ..utils import checkpoint
 
+        if checkpoint_path is None or str(checkpoint_path) in ('', 'None'):
+            raise ValueError("No compression model given: set compression_model_checkpoint to //sig/SIG (a "
+                             "compression XP), a checkpoint path, or //pretrained/NAME (e.g. "
+                             "//pretrained/debug_compression_model or //pretrained/facebook/encodec_32khz).")
         checkpoint_path = str(checkpoint_path)
         if checkpoint_path.startswith('//pretrained/'):
             name = checkpoint_path.split('/', 3)[-1]
