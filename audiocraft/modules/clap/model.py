@@ -169,8 +169,8 @@ def load_clap_module(checkpoint: tp.Union[str, Path], model_arch: str = 'HTSAT-b
     from ...environment import AudioCraftEnvironment
     from ...utils.safe_load import safe_torch_load
     if enable_fusion:
-        raise NotImplementedError("CLAP with feature fusion is not supported: use a non-fusion checkpoint "
-                                  "(630k-audioset-best.pt, music_audioset_epoch_15_esc_90.14.pt) and enable_fusion=False.")
+        raise NotImplementedError("CLAP with feature fusion is not supported: use a non-fusion checkpoint (e.g. "
+                                  "630k-audioset-best.pt, music_audioset_epoch_15_esc_90.14.pt), enable_fusion=False.")
     if model_arch not in HTSAT_PRESETS:
         raise ValueError(f"Unknown CLAP audio encoder {model_arch!r}: use one of {sorted(HTSAT_PRESETS)}.")
     path = AudioCraftEnvironment.resolve_reference_path(str(checkpoint))
