@@ -12,7 +12,7 @@ import torch
 
 from audiocraft.data.audio import audio_write
 from audiocraft.metrics import CLAPTextConsistencyMetric, cli
-from audiocraft.modules.clap import CLAP, HTSATConfig, crop_or_repeat_pad, load_clap_module
+from audiocraft.modules.clap import CLAP, CLAPModule, HTSATConfig, crop_or_repeat_pad, load_clap_module
 from audiocraft.modules.clap import model as clap_model
 
 SR = 16000
@@ -61,7 +61,7 @@ def tiny_arch(monkeypatch):
 @pytest.fixture(scope='module')
 def trained_checkpoint(tmp_path_factory):
     """A stand-in CLAP trained for a few steps (CLIP loss) to pair CAPTIONS with their sounds."""
-    from audiocraft.modules.clap import CLAPModule
+
     torch.manual_seed(0)
     model = CLAP(TINY, _text_config()).eval()  # eval: no dropout, fixed batch norm statistics
     with torch.no_grad():
@@ -142,6 +142,12 @@ def test_laion_checkpoint_loads_through_safe_loader(tmp_path):
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
     tokens = loaded.tokenize(CAPTIONS[:2])
     assert tokens['input_ids'].shape == (2, 77) and tokens['input_ids'][0, 0] == 0  # <s>, padded to 77
+    # AudioCraft's `load_clap_state_dict` helper takes the same path.
+    from audiocraft.utils.utils import load_clap_state_dict
+    torch.manual_seed(2)
+    fresh = CLAPModule(CLAP(TINY, _text_config()), loaded.tokenizer)
+    load_clap_state_dict(fresh, tmp_path / 'clap.pt')
+    assert all(torch.equal(v, expected[k]) for k, v in fresh.model.state_dict().items())
     with pytest.raises(RuntimeError, match="model_arch"):
         load_clap_module(tmp_path / 'clap.pt', model_arch='HTSAT-tiny')
     with pytest.raises(NotImplementedError, match="fusion"):
