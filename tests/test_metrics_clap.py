@@ -61,7 +61,7 @@ def tiny_arch(monkeypatch):
 @pytest.fixture(scope='module')
 def trained_checkpoint(tmp_path_factory):
     """A stand-in CLAP trained for a few steps (CLIP loss) to pair CAPTIONS with their sounds."""
-
+    from transformers import RobertaTokenizer
     torch.manual_seed(0)
     model = CLAP(TINY, _text_config()).eval()  # eval: no dropout, fixed batch norm statistics
     with torch.no_grad():
@@ -74,8 +74,7 @@ def trained_checkpoint(tmp_path_factory):
         mel = branch.logmel_extractor(branch.spectrogram_extractor(torch.stack([_sound(i) for i in range(4)])))
         branch.bn0.running_mean.fill_(mel.mean().item())
         branch.bn0.running_var.fill_(mel.var().item())
-    tokenizer = __import__('transformers').RobertaTokenizer.from_pretrained('roberta-base')
-    module = CLAPModule(model, tokenizer)
+    module = CLAPModule(model, RobertaTokenizer.from_pretrained('roberta-base'))
     tokens = module.tokenize(CAPTIONS)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     labels = torch.arange(len(CAPTIONS))
