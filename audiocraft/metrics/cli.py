@@ -142,7 +142,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     try:
         with torch.no_grad():
             values = run_metric(args)
-    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
+    except (OSError, ImportError, ValueError, RuntimeError) as exc:  # OSError: also hub files (CLAP's roberta-base)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:

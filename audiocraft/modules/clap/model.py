@@ -7,6 +7,7 @@ The module tree and parameter names are laion_clap's `CLAP` model (`audio_branch
 `laion_clap` itself is not needed. The text encoder is transformers' `RobertaModel` built from the
 `roberta-base` config (weights come from the CLAP checkpoint); its tokenizer pads to 77 tokens.
 """
+import logging
 from pathlib import Path
 import types
 import typing as tp
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from .htsat import HTSAT, HTSATConfig
+
+logger = logging.getLogger(__name__)
 
 # laion_clap's audio encoders without fusion. Read-only: a model is picked by name, never registered.
 HTSAT_PRESETS: tp.Mapping[str, HTSATConfig] = types.MappingProxyType({
@@ -147,11 +150,16 @@ def _text_parts(text_model: str) -> tp.Tuple[tp.Any, tp.Any]:
     """RoBERTa tokenizer and config from the Hugging Face hub (or its cache)."""
     from transformers import RobertaConfig, RobertaTokenizer
     try:
-        return RobertaTokenizer.from_pretrained(text_model), RobertaConfig.from_pretrained(text_model)
+        tokenizer, config = RobertaTokenizer.from_pretrained(text_model), RobertaConfig.from_pretrained(text_model)
     except OSError as exc:
         raise OSError(f"CLAP needs the '{text_model}' tokenizer and config from the Hugging Face hub: run once "
                       f"with network access to cache them, or set HF_HUB_CACHE to a cache holding them. ({exc})"
                       ) from exc
+    if len(tokenizer) != config.vocab_size:
+        # e.g. a cache holding the config but not the tokenizer files: texts would be mis-tokenized.
+        logger.warning("The '%s' tokenizer has %d tokens but its config %d: check the cached tokenizer files.",
+                       text_model, len(tokenizer), config.vocab_size)
+    return tokenizer, config
 
 
 def load_clap_module(checkpoint: tp.Union[str, Path], model_arch: str = 'HTSAT-base', enable_fusion: bool = False,
