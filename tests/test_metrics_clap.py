@@ -139,6 +139,11 @@ def test_laion_checkpoint_loads_through_safe_loader(tmp_path):
         emb = loaded.get_text_embedding(CAPTIONS[:2])
     assert emb.shape == (2, 512)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+    # laion_clap's call conventions: numpy in and out with use_tensor=False, a tokenizer callable.
+    as_numpy = loaded.get_audio_embedding_from_data(wav.numpy(), use_tensor=False)
+    torch.testing.assert_close(torch.from_numpy(as_numpy), model.get_audio_embedding(wav).detach())
+    torch.testing.assert_close(torch.from_numpy(loaded.get_text_embedding(CAPTIONS[:2], tokenizer=loaded.tokenize,
+                                                                          use_tensor=False)), emb)
     tokens = loaded.tokenize(CAPTIONS[:2])
     assert tokens['input_ids'].shape == (2, 77) and tokens['input_ids'][0, 0] == 0  # <s>, padded to 77
     # AudioCraft's `load_clap_state_dict` helper takes the same path.

@@ -122,18 +122,26 @@ class CLAPModule(nn.Module):
         return dict(self.tokenizer(list(texts), padding='max_length', truncation=True,
                                    max_length=TEXT_MAX_LENGTH, return_tensors='pt'))
 
-    def get_text_embedding(self, texts: tp.Sequence[str]) -> torch.Tensor:
-        """[len(texts), joint_embed_dim] unit-norm text embeddings."""
-        return self.model.get_text_embedding(self.tokenize(texts))
+    def get_text_embedding(self, texts: tp.Sequence[str], tokenizer: tp.Optional[tp.Callable] = None,
+                           use_tensor: bool = True) -> tp.Any:
+        """[len(texts), joint_embed_dim] unit-norm text embeddings. `tokenizer` (a callable returning
+        `input_ids` and `attention_mask`) replaces `tokenize`; `use_tensor=False` returns a numpy
+        array. Both as in laion_clap, whose default is numpy."""
+        tokens = (tokenizer or self.tokenize)(list(texts))
+        embed = self.model.get_text_embedding(tokens)
+        return embed if use_tensor else embed.detach().cpu().numpy()
 
     def get_audio_embedding_from_data(self, wavs: tp.Union[torch.Tensor, tp.Sequence[torch.Tensor]],
-                                      generator: tp.Optional[torch.Generator] = None) -> torch.Tensor:
+                                      use_tensor: bool = True,
+                                      generator: tp.Optional[torch.Generator] = None) -> tp.Any:
         """Mono waveforms at `sample_rate` ([B, T] or B 1-D tensors) -> [B, joint_embed_dim] unit-norm
         embeddings, each input first cropped or repeat-padded to 10 s (`crop_or_repeat_pad`), like
-        laion_clap's `get_audio_embedding_from_data(x, use_tensor=True)` for non-fusion models."""
+        laion_clap's `get_audio_embedding_from_data(x, use_tensor=True)` for non-fusion models
+        (`use_tensor=False` returns a numpy array; unlike laion_clap, inputs are not quantized to 16 bits)."""
         clip = self.model.audio_cfg.clip_samples
-        batch = torch.stack([crop_or_repeat_pad(wav, clip, generator) for wav in wavs])
-        return self.model.get_audio_embedding(batch)
+        batch = torch.stack([crop_or_repeat_pad(torch.as_tensor(wav), clip, generator) for wav in wavs])
+        embed = self.model.get_audio_embedding(batch)
+        return embed if use_tensor else embed.detach().cpu().numpy()
 
 
 def clap_state_dict(checkpoint: tp.Any) -> tp.Dict[str, torch.Tensor]:

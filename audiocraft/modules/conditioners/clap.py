@@ -89,6 +89,7 @@ class CLAPEmbeddingConditioner(JointEmbeddingConditioner):
                          autocast_dtype=autocast_dtype, quantize=quantize, n_q=n_q, bins=bins, **kwargs)
         # Outside the module tree: CLAP weights are not part of LM checkpoints.
         self.__dict__['clap'] = clap_model
+        self.__dict__['clap_tokenize'] = clap_model.tokenizer  # AudioCraft's attribute name
         self.batch_size = batch_size or 1
         self.normalize = normalize
         self.sample_rate = sample_rate
@@ -98,9 +99,13 @@ class CLAPEmbeddingConditioner(JointEmbeddingConditioner):
         self.rng = torch.Generator()
         self.rng.manual_seed(1234)
 
+    def _tokenizer(self, texts: tp.Union[str, tp.List[str]]) -> dict:
+        """RoBERTa tokens padded to 77, as laion_clap (AudioCraft's method)."""
+        return self.clap.tokenize([texts] if isinstance(texts, str) else texts)
+
     @torch.no_grad()
     def _compute_text_embedding(self, text: tp.List[str]) -> torch.Tensor:
-        embed = self.clap.get_text_embedding(text)
+        embed = self.clap.get_text_embedding(text, tokenizer=self._tokenizer, use_tensor=True)
         return embed.view(embed.size(0), 1, embed.size(-1))
 
     def _get_text_embedding(self, x: JointEmbedCondition) -> torch.Tensor:
@@ -122,7 +127,7 @@ class CLAPEmbeddingConditioner(JointEmbeddingConditioner):
             wav = wav.view(-1, 1, length)
         n_windows = wav.shape[1]
         wav = wav.reshape(batch * n_windows, -1)
-        embeds = [self.clap.get_audio_embedding_from_data(wav[i:i + self.batch_size])
+        embeds = [self.clap.get_audio_embedding_from_data(wav[i:i + self.batch_size], use_tensor=True)
                   for i in range(0, wav.shape[0], self.batch_size)]
         embed = torch.cat(embeds, dim=0).view(batch, n_windows, -1)
         return embed.mean(dim=1, keepdim=True)
