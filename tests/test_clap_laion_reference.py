@@ -3,7 +3,8 @@
 Skipped unless `laion_clap` (and torchlibrosa, librosa, h5py it imports) is installed. laion_clap's
 package imports its training code, torchvision and more at import time; only its model modules
 are loaded here, with stub `laion_clap`, `laion_clap.clap_module` and `torchvision` packages that
-skip those imports (all undone after the test).
+skip those imports (all undone after the test). To run it, install `laion_clap --no-deps` with
+torchlibrosa, librosa and h5py next to this library's requirements.
 """
 import importlib
 import importlib.machinery
@@ -130,3 +131,25 @@ def test_presets_are_laion_clap_models(laion, arch):
     theirs = laion.htsat.create_htsat_model(laion.model.CLAPAudioCfp(**audio_cfg)).state_dict()
     ours = HTSAT(preset).state_dict()
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
+
+
+def test_full_size_htsat_base_gives_laion_clap_embedding(laion):
+    """The released size and input: 10 s at 48 kHz (1001 frames stretched to 1024), windows of 8."""
+    import json
+    from audiocraft.modules.clap import HTSAT
+    from audiocraft.modules.clap.model import HTSAT_PRESETS
+    config_dir = Path(laion.model.__file__).parent / 'model_configs'
+    audio_cfg = json.loads((config_dir / 'HTSAT-base.json').read_text())['audio_cfg']
+    torch.manual_seed(0)
+    reference = laion.htsat.create_htsat_model(laion.model.CLAPAudioCfp(**audio_cfg)).eval()
+    with torch.no_grad():
+        for name, tensor in reference.state_dict().items():
+            if tensor.is_floating_point() and 'extractor' not in name and 'attn_mask' not in name:
+                tensor.add_(0.02 * torch.randn_like(tensor))
+        reference.bn0.running_var.abs_().add_(0.5)
+    ours = HTSAT(HTSAT_PRESETS['HTSAT-base']).eval()
+    ours.load_state_dict(reference.state_dict())
+    wav = 0.1 * torch.randn(1, 480_000)
+    with torch.no_grad():
+        expected = reference({'waveform': wav}, device='cpu')['embedding']
+        torch.testing.assert_close(ours(wav), expected, rtol=1e-4, atol=1e-4)
