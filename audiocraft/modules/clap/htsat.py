@@ -91,6 +91,8 @@ class _STFT(nn.Module):
 
 
 class _Spectrogram(nn.Module):
+    """torchlibrosa's `Spectrogram` (power 2)."""
+
     def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.stft = _STFT(n_fft, hop_length)
@@ -102,6 +104,8 @@ class _Spectrogram(nn.Module):
 
 
 class _LogmelFilterBank(nn.Module):
+    """torchlibrosa's `LogmelFilterBank`: mel projection (`melW`, frozen) then power to dB."""
+
     def __init__(self, cfg: HTSATConfig) -> None:
         super().__init__()
         mel = slaney_mel_filters(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
@@ -113,6 +117,8 @@ class _LogmelFilterBank(nn.Module):
 
 
 class _PatchEmbed(nn.Module):
+    """Non-overlapping patches of the spectrogram image -> normed tokens [B, N, embed_dim]."""
+
     def __init__(self, cfg: HTSATConfig) -> None:
         super().__init__()
         padding = (cfg.patch_size - cfg.patch_stride) // 2
@@ -124,6 +130,8 @@ class _PatchEmbed(nn.Module):
 
 
 class _Mlp(nn.Module):
+    """The transformer feed-forward (GELU)."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -179,6 +187,8 @@ class _WindowAttention(nn.Module):
 
 
 class _SwinBlock(nn.Module):
+    """Swin block: window attention (cyclically shifted on odd blocks) and feed-forward, pre-norm."""
+
     def __init__(self, dim: int, resolution: tp.Tuple[int, int], num_heads: int, window: int, shift: int,
                  mlp_ratio: float) -> None:
         super().__init__()
@@ -218,6 +228,8 @@ class _SwinBlock(nn.Module):
 
 
 class _PatchMerging(nn.Module):
+    """Halves the token grid, doubling the channels."""
+
     def __init__(self, resolution: tp.Tuple[int, int], dim: int) -> None:
         super().__init__()
         self.resolution = resolution
@@ -232,6 +244,8 @@ class _PatchMerging(nn.Module):
 
 
 class _BasicLayer(nn.Module):
+    """One Swin stage: its blocks, then patch merging (except the last stage)."""
+
     def __init__(self, cfg: HTSATConfig, index: int, resolution: tp.Tuple[int, int]) -> None:
         super().__init__()
         dim = cfg.embed_dim * 2 ** index
