@@ -19,7 +19,8 @@ REQUIRED = [line.strip() for line in (HERE / "requirements.txt").read_text().spl
 EXTRAS = {
     "xformers": ["xformers"],
     "demo": ["gradio"],
-    "clap": ["laion_clap"],
+    # Kept for `pip install audiocraft[clap]` commands: CLAP is implemented here, laion_clap is not needed.
+    "clap": [],
     # FAD and KLD need no extra package (VGGish and PaSST are implemented here); visqol-python is the
     # ViSQOL backend (numba makes it usable), scipy and torchvggish's numpy features are test references.
     "metrics": ["visqol-python[accel]>=3.8", "scipy>=1.10", "torchvggish>=0.2"],

@@ -162,21 +162,40 @@ def _compact_random_state(module: torch.nn.Module) -> dict:
     return state
 
 
+def _compact_clap_checkpoint(path: Path) -> None:
+    """A random HTSAT-tiny CLAP (stand-in roberta-base text branch) in laion_clap's checkpoint layout,
+    its tensors over 10k values expanded from their (cloned) first row: a file of about 1 MB."""
+    from transformers import RobertaConfig
+    from audiocraft.modules.clap import CLAP, HTSAT_PRESETS
+    torch.manual_seed(0)
+    clap = CLAP(HTSAT_PRESETS['HTSAT-tiny'], RobertaConfig.from_pretrained('roberta-base'))
+    state = {}
+    for key, value in clap.state_dict().items():
+        if value.numel() > 10_000:
+            value = value[(0,) * (value.dim() - 1)].clone().expand(value.shape)
+        state[f'module.{key}'] = value
+    torch.save({'epoch': 1, 'state_dict': state}, path)
+
+
 def test_execute_only_evaluate_writes_generation_metrics(dora_dir, tmp_path, compression_xp, musicgen_xp):
     from audiocraft.metrics.passt import PasstTagger
     from audiocraft.metrics.vggish import VGGish
     torch.save(_compact_random_state(VGGish(postprocess=False)), tmp_path / 'vggish.pth')
     torch.save(_compact_random_state(PasstTagger(input_tdim=998).net), tmp_path / 'passt.pt')
+    _compact_clap_checkpoint(tmp_path / 'clap.pt')
     out = dora_run(INTEG + integ_lm('musicgen/debug', compression_xp.name) + EXPORTABLE + [
         f'continue_from=//sig/{musicgen_xp.name}', 'execute_only=evaluate',
         'evaluate.metrics.fad=true', 'evaluate.metrics.kld=true', 'evaluate.metrics.chroma_cosine=true',
         f'metrics.fad.vggish.model_path={tmp_path}/vggish.pth', 'metrics.fad.vggish.postprocess=false',
         f'metrics.kld.passt.model_path={tmp_path}/passt.pt', 'metrics.kld.passt.pretrained_length=10',
-        'metrics.chroma_cosine.chroma_base.radix2_exp=10'], dora_dir)
+        'metrics.chroma_cosine.chroma_base.radix2_exp=10', 'evaluate.metrics.text_consistency=true',
+        f'metrics.text_consistency.clap.model_path={tmp_path}/clap.pt',
+        'metrics.text_consistency.clap.model_arch=HTSAT-tiny'], dora_dir)
     history = json.loads((dora_dir / 'xps' / xp_sig(out) / 'history.json').read_text())
     evaluate = history[-1]['evaluate']
-    assert {'fad', 'kld', 'kld_pq', 'kld_qp', 'kld_both', 'chroma_cosine'} <= set(evaluate)
-    assert all(math.isfinite(evaluate[key]) for key in ('fad', 'kld', 'chroma_cosine'))
+    assert {'fad', 'kld', 'kld_pq', 'kld_qp', 'kld_both', 'chroma_cosine', 'text_consistency'} <= set(evaluate)
+    assert all(math.isfinite(evaluate[key]) for key in ('fad', 'kld', 'chroma_cosine', 'text_consistency'))
+    assert -1 <= evaluate['text_consistency'] <= 1
 
 
 def _export(xp: Path, compression_xp: Path, folder: Path) -> Path:

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--passt-length', type=int, default=10, choices=sorted(PASST_VARIANTS),
                         help="seconds of the PaSST model and of the segments (kld)")
     parser.add_argument('--clap', default=None, help="LAION-CLAP checkpoint path (clap)")
-    parser.add_argument('--clap-arch', default='HTSAT-base', help="CLAP audio encoder (clap)")
+    parser.add_argument('--clap-arch', default='HTSAT-base',
+                        help="CLAP audio encoder: HTSAT-tiny, HTSAT-base or HTSAT-large (clap)")
     parser.add_argument('--visqol-bin', default=None, help="bazel-built ViSQOL folder (visqol; default: visqol-python)")
     parser.add_argument('--visqol-mode', default='audio', choices=['audio', 'speech'])
     parser.add_argument('--visqol-model', default='libsvm_nu_svr_model.txt')
@@ -142,7 +143,7 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> int:
     try:
         with torch.no_grad():
             values = run_metric(args)
-    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
+    except (OSError, ImportError, ValueError, RuntimeError) as exc:  # OSError: also hub files (CLAP's roberta-base)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -235,7 +235,7 @@ def get_kldiv(cfg: omegaconf.DictConfig) -> metrics.KLDivergenceMetric:
 
 
 def get_text_consistency(cfg: omegaconf.DictConfig) -> metrics.TextConsistencyMetric:
-    """CLAP text consistency metric (needs laion_clap and the CLAP checkpoint)."""
+    """CLAP text consistency metric (needs a LAION-CLAP checkpoint, see docs/METRICS.md)."""
     from ..environment import AudioCraftEnvironment
     if cfg.model != 'clap':
         raise ValueError(f"Unknown text consistency model '{cfg.model}': only clap is supported.")

@@ -199,20 +199,16 @@ def warn_once(logger: logging.Logger, msg: str) -> None:
 
 
 def load_clap_state_dict(clap_model: tp.Any, path: tp.Union[str, Path]) -> None:
-    """Load a LAION-CLAP checkpoint into `clap_model` (a `laion_clap.CLAP_Module`).
+    """Load a LAION-CLAP checkpoint into `clap_model.model` (our `audiocraft.modules.clap.CLAPModule`,
+    or a `laion_clap.CLAP_Module`: the parameter names are the same), through the safe loader.
 
-    Checkpoints saved with an older transformers carry a `position_ids` buffer that newer
-    versions no longer register: it is dropped before loading.
+    The `module.` prefix and the `position_ids` buffer of older transformers are dropped first.
     """
-    try:
-        from laion_clap.clap_module.factory import load_state_dict  # type: ignore
-    except ImportError as exc:
-        raise ImportError("Loading CLAP checkpoints needs laion_clap: pip install 'audiocraft[clap]'.") from exc
+    from ..modules.clap import clap_state_dict
+    from .safe_load import safe_torch_load
     if not Path(path).is_file():
-        raise FileNotFoundError(f"CLAP checkpoint not found: {path}")
-    pkg = load_state_dict(str(path))
-    pkg.pop('text_branch.embeddings.position_ids', None)
-    clap_model.model.load_state_dict(pkg)
+        raise FileNotFoundError(f"CLAP checkpoint not found: {path}. See docs/METRICS.md for where to download it.")
+    clap_model.model.load_state_dict(clap_state_dict(safe_torch_load(path, what='CLAP checkpoint')))
 
 
 def distributed_mean(total: torch.Tensor, weight: torch.Tensor, what: str) -> float:

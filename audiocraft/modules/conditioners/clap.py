@@ -1,4 +1,4 @@
-"""Joint text/audio embedding conditioners (CLAP). `laion_clap` is the optional `[clap]` extra."""
+"""Joint text/audio embedding conditioners (CLAP), on our plain-torch LAION-CLAP (`audiocraft.modules.clap`)."""
 import logging
 import typing as tp
 
@@ -60,7 +60,7 @@ class CLAPEmbeddingConditioner(JointEmbeddingConditioner):
         device: device of the CLAP model.
         attribute: name of the joint attribute.
         quantize, n_q, bins: residual quantization of the embedding.
-        checkpoint: CLAP checkpoint file.
+        checkpoint: laion_clap checkpoint file (path or `//reference/...`); laion_clap itself is not needed.
         model_arch: CLAP audio encoder ('HTSAT-base', ...).
         enable_fusion: CLAP feature fusion.
         sample_rate: sample rate CLAP expects (48000).
@@ -78,27 +78,18 @@ class CLAPEmbeddingConditioner(JointEmbeddingConditioner):
                  sample_rate: int, max_audio_length: int, audio_stride: int, normalize: bool, text_p: float,
                  batch_size: tp.Optional[int] = None, autocast_dtype: tp.Optional[str] = 'float32',
                  cache_path: tp.Optional[str] = None, **kwargs: tp.Any):
-        try:
-            import laion_clap  # type: ignore
-        except ImportError as exc:
-            raise ImportError("CLAPEmbeddingConditioner needs laion_clap: pip install 'audiocraft[clap]' "
-                              "(or pip install laion_clap).") from exc
-        from transformers import RobertaTokenizer
+        from ..clap import load_clap_module
         if cache_path is not None:
             raise ValueError("CLAPEmbeddingConditioner: embedding caches are not supported, set cache_path to null.")
-        clap_tokenize = RobertaTokenizer.from_pretrained('roberta-base')
-        clap_model = laion_clap.CLAP_Module(enable_fusion=enable_fusion, amodel=model_arch)
-        try:
-            clap_model.load_ckpt(checkpoint, verbose=False)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"CLAP checkpoint not found: {checkpoint}") from exc
-        clap_model.eval()
-        clap_model.to(device)
+        clap_model = load_clap_module(checkpoint, model_arch=model_arch, enable_fusion=enable_fusion, device=device)
+        if clap_model.sample_rate != sample_rate:
+            raise ValueError(f"CLAPEmbeddingConditioner: sample_rate={sample_rate} but the CLAP model takes "
+                             f"{clap_model.sample_rate} Hz audio: set sample_rate to {clap_model.sample_rate}.")
         super().__init__(dim=dim, output_dim=output_dim, device=device, attribute=attribute,
                          autocast_dtype=autocast_dtype, quantize=quantize, n_q=n_q, bins=bins, **kwargs)
         # Outside the module tree: CLAP weights are not part of LM checkpoints.
-        self.__dict__['clap_tokenize'] = clap_tokenize
         self.__dict__['clap'] = clap_model
+        self.__dict__['clap_tokenize'] = clap_model.tokenizer  # AudioCraft's attribute name
         self.batch_size = batch_size or 1
         self.normalize = normalize
         self.sample_rate = sample_rate
@@ -109,7 +100,8 @@ class CLAPEmbeddingConditioner(JointEmbeddingConditioner):
         self.rng.manual_seed(1234)
 
     def _tokenizer(self, texts: tp.Union[str, tp.List[str]]) -> dict:
-        return self.clap_tokenize(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+        """RoBERTa tokens padded to 77, as laion_clap (AudioCraft's method)."""
+        return self.clap.tokenize([texts] if isinstance(texts, str) else texts)
 
     @torch.no_grad()
     def _compute_text_embedding(self, text: tp.List[str]) -> torch.Tensor:
