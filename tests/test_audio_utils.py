@@ -62,10 +62,13 @@ def test_normalize_strategies():
 
 def test_loudness_normalisation(capsys):
     sr = 16000
-    wav = _tone(1000., sr, 2., amp=0.01)[None]
+    wav = _tone(997., sr, 2., amp=0.01)[None]
     out = normalize_loudness(wav, sr, loudness_headroom_db=20)
-    import torchaudio
-    assert abs(torchaudio.functional.loudness(out, sr).item() + 20) < 0.05
+    # BS.1770's calibration: a full-scale ~1 kHz sine in one channel reads -3.01 LKFS, so at
+    # -20 LUFS its peak is 10 ** ((-20 + 3.01) / 20).
+    peak_db = 20 * math.log10(out.abs().max().item())
+    # 0.1 dB: the K-weighting filters are re-derived for 16 kHz, where the calibration is approximate.
+    assert abs(peak_db - (-20 + 3.01)) < 0.1
     # Near-silent signals are left alone.
     quiet = 1e-4 * wav
     assert torch.equal(normalize_loudness(quiet, sr), quiet)

@@ -29,7 +29,7 @@ def solver_names() -> tp.List[str]:
     bases that the others extend, not solvers of their own (as in AudioCraft)."""
     solver_dir = CONFIG_DIR / 'solver'
     return sorted(str(p.relative_to(solver_dir).with_suffix('')) for p in solver_dir.rglob('*.yaml')
-                  if p.stem != 'default')
+                  if p.stem != 'default' and p.parent.name != 'evaluation')
 
 
 def _flatten(node: tp.Any, prefix: str, out: tp.Dict[str, tp.Any]) -> None:
