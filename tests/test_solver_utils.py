@@ -85,8 +85,10 @@ def test_optimizers_schedulers_and_ema():
     assert builders.get_ema(nn.ModuleDict({'model': model}), ema_cfg) is None
     with pytest.raises(ValueError, match="Unknown loss"):
         builders.get_loss('l7', omegaconf.OmegaConf.create({}))
-    with pytest.raises(RuntimeError, match="evaluate.metrics.fad=false"):
-        builders.get_fad(omegaconf.OmegaConf.create({}))
+    with pytest.raises(ValueError, match="metrics.fad.model=vggish"):
+        builders.get_fad(omegaconf.OmegaConf.create({'model': 'tf'}))
+    with pytest.raises(ValueError, match="Unknown FAD model"):
+        builders.get_fad(omegaconf.OmegaConf.create({'model': 'pann'}))
 
 
 class _Grouped(nn.Module):
