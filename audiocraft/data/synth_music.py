@@ -232,7 +232,9 @@ def render(p: ClipParams, duration: float, sr: int, rng: np.random.Generator) ->
                     _add(out, play_drum('kick', sr, rng), t0, 0.7)
                 if eighth in (2, 6):
                     _add(out, play_drum('snare', sr, rng), t0, 0.45)
-                _add(out, play_drum('hat', sr, rng), t0, 0.5 if eighth % 2 == 0 else 0.3)
+                # Slow grooves keep the hats on the beat: eighths would read as twice the tempo.
+                if p.tempo != 'slow' or eighth % 2 == 0:
+                    _add(out, play_drum('hat', sr, rng), t0, 0.5 if eighth % 2 == 0 else 0.3)
     out = out[:n]
     out *= 0.7 / max(1e-6, float(np.abs(out).max()))
     return out.astype(np.float32)
