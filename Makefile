@@ -18,9 +18,10 @@ $(STAMP): $(PY) setup.py requirements.txt
 
 install: $(STAMP)
 
+# The default model if cached, else the shipped `demo` model (offline; the CLI says so in one line).
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m audiocraft generate --model debug \
-		--duration 2 --output $(DEMO_OUT) "warm lo-fi piano with soft drums"
+	HF_HUB_OFFLINE=1 $(PY) -m audiocraft generate --duration 8 --seed 0 --output $(DEMO_OUT) \
+		"calm slow piano and strings in A minor" "energetic fast drums, bass and lead in E major"
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

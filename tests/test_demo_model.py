@@ -1,0 +1,58 @@
+"""The offline `demo` MusicGen: its text conditioning, its files, and that it follows prompts.
+
+The adherence test generates a few 8 s clips with the shipped model, so it is marked slow.
+"""
+from pathlib import Path
+
+from omegaconf import OmegaConf
+import pytest
+import torch
+
+from audiocraft.data.synth_music import VOCABULARY
+from audiocraft.modules.conditioners import LUTConditioner
+
+DEMO = Path(__file__).parent.parent / 'audiocraft' / 'pretrained' / 'demo'
+
+
+def test_vocabulary_tokenizer_ignores_unknown_words_without_spacy():
+    lut = LUTConditioner(n_bins=256, dim=8, output_dim=16, tokenizer='whitespace', lemma=False, stopwords=False,
+                         vocabulary=VOCABULARY)
+    tokens, mask = lut.tokenize(["Fast drums in F# minor, zorblax!!", "fast drums in f# minor", None])
+    assert torch.equal(tokens[0], tokens[1]) and torch.equal(mask[0], mask[1]) and mask[2].sum() == 0
+    # numbers are spelled out; hyphenated ones ("twenty-five") split into known words
+    tokens, mask = lut.tokenize(["125 bpm", "one hundred and twenty five bpm"])
+    assert torch.equal(tokens, tokens[[1, 0]]) or torch.equal(tokens[0][mask[0].bool()], tokens[1][mask[1].bool()])
+    embeds, out_mask = lut(lut.tokenize(["only unknown words here"]))
+    assert out_mask.sum() == 0 and embeds.abs().sum() == 0
+    with pytest.raises(ValueError, match="n_bins"):
+        LUTConditioner(n_bins=10, dim=8, output_dim=16, tokenizer='whitespace', lemma=False, stopwords=False,
+                       vocabulary=VOCABULARY)
+
+
+def test_shipped_files_are_audiocraft_pretrained_format():
+    files = {name: DEMO / name for name in ('state_dict.bin', 'compression_state_dict.bin')}
+    assert all(path.exists() for path in files.values()), "run the export in docs/DEMO_MODEL.md"
+    assert sum(path.stat().st_size for path in files.values()) < 30 * 2 ** 20
+    for path in files.values():
+        pkg = torch.load(path, map_location='cpu', weights_only=False)
+        assert {'xp.cfg', 'best_state'} <= set(pkg)
+    lm_cfg = OmegaConf.create(torch.load(files['state_dict.bin'], map_location='cpu', weights_only=False)['xp.cfg'])
+    assert lm_cfg.conditioners.description.model == 'lut'  # no external text encoder weights
+
+
+def test_demo_loads_offline_by_name(monkeypatch):
+    from audiocraft.models import MusicGen
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    model = MusicGen.get_pretrained('demo', device='cpu')
+    assert model.sample_rate == 16000 and model.audio_channels == 1
+    model.set_generation_params(duration=0.5)
+    wav = model.generate(['fast drums in C major', 'unknownword'])
+    assert wav.shape == (2, 1, 8000) and torch.isfinite(wav).all()
+
+
+def test_fallback_to_demo_says_so_in_one_line(monkeypatch):
+    from audiocraft.models.musicgen import get_pretrained_or_demo
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    lines = []
+    model = get_pretrained_or_demo('facebook/no-such-musicgen', device='cpu', announce=lines.append)
+    assert model.name == 'demo' and len(lines) == 1 and "'demo'" in lines[0] and '\n' not in lines[0]
