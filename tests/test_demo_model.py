@@ -45,9 +45,9 @@ def test_demo_loads_offline_by_name(monkeypatch):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     model = MusicGen.get_pretrained('demo', device='cpu')
     assert model.sample_rate == 16000 and model.audio_channels == 1
-    model.set_generation_params(duration=0.5)
+    model.set_generation_params(duration=0.8)  # 20 frames of 640 samples
     wav = model.generate(['fast drums in C major', 'unknownword'])
-    assert wav.shape == (2, 1, 8000) and torch.isfinite(wav).all()
+    assert wav.shape == (2, 1, 12800) and torch.isfinite(wav).all()
 
 
 def test_fallback_to_demo_says_so_in_one_line(monkeypatch):
@@ -56,3 +56,23 @@ def test_fallback_to_demo_says_so_in_one_line(monkeypatch):
     lines = []
     model = get_pretrained_or_demo('facebook/no-such-musicgen', device='cpu', announce=lines.append)
     assert model.name == 'demo' and len(lines) == 1 and "'demo'" in lines[0] and '\n' not in lines[0]
+
+
+# 8 pairs: a coin passes 7 of 8 drum pairs 3.5% of the time, and 5 keys of 32 (chance 1/24) 1%.
+PAIRS, TEST_SEED, DRUMS_MIN, KEY_MIN = 8, 7, 0.875, 5 / 32
+
+
+@pytest.mark.slow
+def test_demo_model_follows_drums_and_key_prompts():
+    """Contrasting prompt pairs, fresh seeds, judged from the audio alone (docs/DEMO_MODEL.md).
+
+    Tempo is measured (`tempo_pairs`) but not asserted: the shipped model does not yet beat
+    chance on it (slow prompts are often heard at twice their tempo), see the model card.
+    """
+    from audiocraft.metrics.demo_eval import evaluate_model
+    from audiocraft.models import MusicGen
+    torch.set_num_threads(1)
+    model = MusicGen.get_pretrained('demo', device='cpu')
+    result = evaluate_model(model, pairs=PAIRS, seed=TEST_SEED, duration=8.)
+    assert result['drums_pairs'] >= DRUMS_MIN, result
+    assert result['key'] >= KEY_MIN, result
