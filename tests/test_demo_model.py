@@ -2,6 +2,7 @@
 
 The adherence test generates a few 8 s clips with the shipped model, so it is marked slow.
 """
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -76,3 +77,15 @@ def test_demo_model_follows_drums_and_key_prompts():
     result = evaluate_model(model, pairs=PAIRS, seed=TEST_SEED, duration=8.)
     assert result['drums_pairs'] >= DRUMS_MIN, result
     assert result['key'] >= KEY_MIN, result
+
+
+def test_cli_default_model_falls_back_to_demo_offline(tmp_path):
+    import subprocess
+    import sys
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'), OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, '-m', 'audiocraft', 'generate', '--duration', '0.8', '--output',
+                           str(tmp_path / 'out'), 'fast drums in C major'], cwd=Path(__file__).parent.parent,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sum("using the offline 'demo' model" in line for line in proc.stderr.splitlines()) == 1
+    assert len(list((tmp_path / 'out').glob('*.wav'))) == 1

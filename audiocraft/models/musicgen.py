@@ -203,6 +203,6 @@ def get_pretrained_or_demo(name: str = 'facebook/musicgen-small',
         if name == 'demo':
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        announce(f"'{name}' is not available ({first[:120]}); using the offline 'demo' model shipped "
+        announce(f"'{name}' is not available ({first}); using the offline 'demo' model shipped "
                  "with audiocraft (small, trained on procedural music).")
         return MusicGen.get_pretrained('demo', device=device)
