@@ -36,9 +36,10 @@ install-test: $(TEST_STAMP)
 system-packages:
 	@bash scripts/system_packages.sh
 
+# The default model if cached, else the shipped `demo` model (offline; the CLI says so in one line).
 demo: $(CORE_STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m audiocraft generate --model debug \
-		--duration 2 --output $(DEMO_OUT) "warm lo-fi piano with soft drums"
+	HF_HUB_OFFLINE=1 $(PY) -m audiocraft generate --duration 8 --seed 0 --output $(DEMO_OUT) \
+		"calm slow piano and strings in A minor" "energetic fast drums, bass and lead in E major"
 
 test: system-packages $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

@@ -39,6 +39,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(exclude=("tests", "tests.*", "benchmarks", "benchmarks.*")),
     include_package_data=True,
+    # The offline `demo` MusicGen (model_cards/DEMO_MODEL_CARD.md) ships inside the package.
+    package_data={"audiocraft": ["pretrained/demo/*.bin"]},
     install_requires=REQUIRED,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["audiocraft=audiocraft.__main__:main"]},

@@ -11,6 +11,7 @@ import sys
 import typing as tp
 from pathlib import Path
 
+DEFAULT_MODEL = 'facebook/musicgen-small'
 FAMILIES = ('musicgen', 'audiogen', 'magnet')
 FORMATS = ('wav', 'mp3', 'ogg', 'flac')
 STRATEGIES = ('loudness', 'peak', 'rms', 'clip')
@@ -49,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument('prompts', nargs='*', metavar='PROMPT', help='text descriptions, one sample each')
     gen.add_argument('--prompts-file', type=Path, default=None,
                      help='UTF-8 file with one prompt per line (blank lines and lines starting with # are skipped)')
-    gen.add_argument('--model', '-m', default='facebook/musicgen-small',
-                     help="Hugging Face repo id, short name (small, medium, large, melody), 'debug' "
-                          "(tiny random model, offline) or a local folder")
+    gen.add_argument('--model', '-m', default=DEFAULT_MODEL,
+                     help="Hugging Face repo id, short name (small, medium, large, melody), 'demo' (small "
+                          "shipped model, offline; the default's fallback when the hub is unreachable), "
+                          "'debug' (tiny random model, offline) or a local folder")
     gen.add_argument('--family', choices=('auto',) + FAMILIES, default='auto',
                      help='model family; auto reads it from the checkpoint or the name')
     gen.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:1', ... or 'auto'")
@@ -158,11 +160,17 @@ def _pick_device(device: str) -> str:
     return device
 
 
-def load_model(name: str, family: str, device: str) -> tp.Any:
-    """Load a pretrained model of the given family, turning load failures into a CLIError."""
+def load_model(name: str, family: str, device: str, fallback_to_demo: bool = False) -> tp.Any:
+    """Load a pretrained model of the given family, turning load failures into a CLIError.
+
+    With `fallback_to_demo` (the default --model), an unreachable hub loads the shipped 'demo' MusicGen.
+    """
     from . import models
     cls = {'musicgen': models.MusicGen, 'audiogen': models.AudioGen, 'magnet': models.MAGNeT}[family]
     try:
+        if fallback_to_demo and family == 'musicgen':
+            from .models.musicgen import get_pretrained_or_demo
+            return get_pretrained_or_demo(name, device=device, announce=lambda line: print(line, file=sys.stderr))
         return cls.get_pretrained(name, device=device)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         message = _one_line(exc)
@@ -365,7 +373,7 @@ def run_generate(args: argparse.Namespace) -> tp.List[Path]:
         raise CLIError(f"--melody needs a MusicGen melody model, not a {family} model")
 
     print(f'Loading {name} ({family}) on {device}...', file=sys.stderr)
-    model = load_model(name, family, device)
+    model = load_model(name, family, device, fallback_to_demo=args.model == DEFAULT_MODEL)
     if melody is not None and 'self_wav' not in getattr(model.lm.condition_provider, 'conditioners', {}):
         raise CLIError(f"model '{args.model}' takes no melody; use a melody model such as facebook/musicgen-melody")
     params = generation_params(args, family, model)

@@ -22,6 +22,7 @@ MODELS = (
     'facebook/musicgen-stereo-large',
     'facebook/musicgen-stereo-melody',
     'facebook/musicgen-stereo-melody-large',
+    'demo',  # shipped with the package: works offline
 )
 MAX_DURATION = 120.0
 

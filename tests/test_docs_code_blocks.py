@@ -35,8 +35,8 @@ PYTHON = ('python', 'py')
 SHELL = ('bash', 'shell', 'sh', 'console')
 
 NOT_RUN = {
-    'make demo': 'runs `python -m audiocraft generate --model debug`, which the README block below and '
-                 'tests/test_cli.py::test_writes_wav_with_debug_model run; make may also reinstall the venv',
+    'make demo': 'generates 8 s with the default model or the shipped demo model (tests/test_demo_model.py '
+                 'loads it; tests/test_cli.py covers the command); make may also reinstall the venv',
     'make test': 'would run this test suite from inside itself',
     'make check-reference': 'runs the reference checker over every case: minutes of CPU, its own make target',
     'make lint': 'lint is a separate CI step',
@@ -47,6 +47,10 @@ NOT_RUN = {
     'audiocraft generate --model facebook/': 'downloads released weights from the Hugging Face Hub',
     'HF_HUB_OFFLINE=1 audiocraft generate --model checkpoints/': 'needs the weights downloaded by `hf download`',
     'python -m audiocraft.data.audio_dataset /path/to/': 'placeholder paths for the user\'s own audio',
+    'python -m audiocraft.data.synth_music --out dataset/synth --num-samples 1000':
+        'writes 1000 clips (minutes); tests/test_synth_music.py runs the generator at small size',
+    'python -m audiocraft.metrics.demo_eval': 'generates 32 clips of 8 s with the demo model (minutes); '
+                                              'tests/test_demo_model.py measures a few',
 }
 
 

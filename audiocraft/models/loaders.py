@@ -40,6 +40,15 @@ def hub_unavailable_message(name: str, what: str, exc: tp.Optional[BaseException
             f"path instead of {name!r}.{detail}")
 
 
+def demo_model_dir() -> Path:
+    """Folder of the `demo` MusicGen shipped as package data (state_dict.bin, compression_state_dict.bin)."""
+    folder = Path(__file__).parent.parent / 'pretrained' / 'demo'
+    if not (folder / 'state_dict.bin').exists() or not (folder / 'compression_state_dict.bin').exists():
+        raise FileNotFoundError(f"The demo model files are missing from {folder}: reinstall audiocraft, or "
+                                "re-export them (docs/DEMO_MODEL.md).")
+    return folder
+
+
 def looks_like_local_path(name: str) -> bool:
     """True for names that cannot be hub repo ids ('./x', '/x', '~/x', 'a/b/c', ...)."""
     return name.startswith(('.', '/', '~')) or name.count('/') > 1 or name.endswith(('.bin', '.th', '.pt'))

@@ -14,7 +14,7 @@ from .encodec import CompressionModel
 from .genmodel import (BaseGenModel, _check_descriptions, _check_model_name, check_autoregressive_lm,
                        compression_source, default_device)
 from .lm import LMModel
-from .loaders import load_compression_model, load_lm_model, looks_like_local_path
+from .loaders import demo_model_dir, load_compression_model, load_lm_model, looks_like_local_path
 from ..utils.errors import InvalidArgumentError
 
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
@@ -53,10 +53,11 @@ class MusicGen(BaseGenModel):
         Args:
             name: A hub id ('facebook/musicgen-small', -medium, -large, -melody, -melody-large,
                 -stereo-*), a short name ('small', 'medium', 'large', 'melody'), a local folder
-                or file, or 'debug' for a tiny random model (offline, for tests). Folders and repos in
-                Hugging Face transformers' format (config.json + model.safetensors of a
-                MusicgenForConditionalGeneration or the Melody class) are converted in memory
-                (see docs/TRANSFORMERS.md).
+                or file, 'demo' for the small model shipped with the package (offline, trained
+                on procedural music), or 'debug' for a tiny random model (offline, for tests).
+                Folders and repos in Hugging Face transformers' format (config.json +
+                model.safetensors of a MusicgenForConditionalGeneration or the Melody class) are
+                converted in memory (see docs/TRANSFORMERS.md).
             device: Defaults to 'cuda' if available, else 'cpu'.
         """
         if device is None:
@@ -66,6 +67,10 @@ class MusicGen(BaseGenModel):
             compression_model = get_debug_compression_model(device)
             lm = get_debug_lm_model(device)
             return MusicGen(name, compression_model, lm, max_duration=30)
+        if name == 'demo':
+            # Shipped with the package (see model_cards/DEMO_MODEL_CARD.md): no network needed.
+            folder = demo_model_dir()
+            return MusicGen(name, load_compression_model(folder, device=device), load_lm_model(folder, device=device))
         if name in _HF_MODEL_CHECKPOINTS_MAP:
             warnings.warn("MusicGen pretrained model relying on deprecated checkpoint mapping. "
                           f"Please use full pre-trained id instead: facebook/musicgen-{name}")
@@ -211,3 +216,21 @@ class MusicGen(BaseGenModel):
                     [self.sample_rate] * ref_wav[0].size(0),
                     [None], [0.])
         return update
+
+
+def get_pretrained_or_demo(name: str = 'facebook/musicgen-small',
+                           device: tp.Optional[tp.Union[str, torch.device]] = None,
+                           announce: tp.Callable[[str], None] = print) -> MusicGen:
+    """`MusicGen.get_pretrained(name)`, or the shipped 'demo' model when the hub cannot provide `name`.
+
+    `announce` receives the one line saying that the demo model is used instead.
+    """
+    try:
+        return MusicGen.get_pretrained(name, device=device)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if name == 'demo':
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        announce(f"'{name}' is not available ({first}); using the offline 'demo' model shipped "
+                 "with audiocraft (small, trained on procedural music).")
+        return MusicGen.get_pretrained('demo', device=device)

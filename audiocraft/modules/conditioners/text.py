@@ -27,15 +27,26 @@ class WhiteSpaceTokenizer(Tokenizer):
 
     Numbers are spelled out, punctuation dropped. Lemmatisation and stop-word removal
     need spaCy and its `language` model; with both off, words are split on white space.
+
+    With a `vocabulary`, words are lower-cased (hyphens split), token `i + 1` is the `i`-th
+    vocabulary word (0 stays the padding) and words outside it are ignored, so a prompt
+    with unknown words conditions like the same prompt without them.
     """
     PUNCTUATION = "?:!.,;"
 
     def __init__(self, n_bins: int, pad_idx: int = 0, language: str = "en_core_web_sm",
-                 lemma: bool = True, stopwords: bool = True) -> None:
+                 lemma: bool = True, stopwords: bool = True,
+                 vocabulary: tp.Optional[tp.Sequence[str]] = None) -> None:
         self.n_bins = n_bins
         self.pad_idx = pad_idx
         self.lemma = lemma
         self.stopwords = stopwords
+        self.vocabulary: tp.Optional[tp.Dict[str, int]] = None
+        if vocabulary is not None:
+            if len(vocabulary) >= n_bins:
+                raise ValueError(f"A vocabulary of {len(vocabulary)} words needs n_bins > {len(vocabulary)} "
+                                 f"(one bin per word plus padding), got n_bins={n_bins}.")
+            self.vocabulary = {str(word).lower(): index + 1 for index, word in enumerate(vocabulary)}
         self.nlp = None
         if lemma or stopwords:
             try:
@@ -48,13 +59,21 @@ class WhiteSpaceTokenizer(Tokenizer):
                     "lemma=False, stopwords=False.") from exc
 
     def _words(self, text: str) -> tp.List[str]:
+        if self.vocabulary is not None:
+            text = text.lower().replace('-', ' ')
         if self.nlp is None:
             words = re.findall(r"[^\s" + re.escape(self.PUNCTUATION) + r"]+", text)
-            return words
-        doc = self.nlp(text)
-        tokens = [w for w in doc if not (self.stopwords and w.is_stop)]
-        tokens = [w for w in tokens if w.text not in self.PUNCTUATION]
-        return [w.lemma_ if self.lemma else w.text for w in tokens]
+        else:
+            doc = self.nlp(text)
+            tokens = [w for w in doc if not (self.stopwords and w.is_stop)]
+            tokens = [w for w in tokens if w.text not in self.PUNCTUATION]
+            words = [w.lemma_ if self.lemma else w.text for w in tokens]
+        if self.vocabulary is not None:
+            words = [w for w in words if w in self.vocabulary]
+        return words
+
+    def _token(self, word: str) -> int:
+        return self.vocabulary[word] if self.vocabulary is not None else hash_trick(word, self.n_bins)
 
     def __call__(self, texts: tp.List[tp.Optional[str]], return_text: bool = False) -> tp.Any:
         from num2words import num2words
@@ -69,7 +88,7 @@ class WhiteSpaceTokenizer(Tokenizer):
             words = self._words(text)
             texts[i] = " ".join(words)
             lengths.append(len(words))
-            output.append(torch.Tensor([hash_trick(w, self.n_bins) for w in words]))
+            output.append(torch.Tensor([self._token(w) for w in words]))
         mask = length_to_mask(torch.IntTensor(lengths)).int()
         padded = pad_sequence(output, padding_value=self.pad_idx).int().t()
         if padded.shape[1] < mask.shape[1]:
@@ -101,14 +120,20 @@ class NoopTokenizer(Tokenizer):
 
 
 class LUTConditioner(TextConditioner):
-    """Embedding look-up of hashed words (`tokenizer`: 'whitespace' or 'noop')."""
+    """Embedding look-up of hashed words (`tokenizer`: 'whitespace' or 'noop').
 
-    def __init__(self, n_bins: int, dim: int, output_dim: int, tokenizer: str, pad_idx: int = 0):
+    `lemma`, `stopwords` and `vocabulary` configure the 'whitespace' tokenizer.
+    """
+
+    def __init__(self, n_bins: int, dim: int, output_dim: int, tokenizer: str, pad_idx: int = 0,
+                 lemma: bool = True, stopwords: bool = True, vocabulary: tp.Optional[tp.Sequence[str]] = None):
         super().__init__(dim, output_dim)
         self.embed = nn.Embedding(n_bins, dim)
         self.tokenizer: Tokenizer
         if tokenizer == 'whitespace':
-            self.tokenizer = WhiteSpaceTokenizer(n_bins, pad_idx=pad_idx)
+            # lemma=False, stopwords=False: no spaCy needed; a vocabulary ignores unknown words.
+            self.tokenizer = WhiteSpaceTokenizer(n_bins, pad_idx=pad_idx, lemma=lemma, stopwords=stopwords,
+                                                 vocabulary=None if vocabulary is None else list(vocabulary))
         elif tokenizer == 'noop':
             self.tokenizer = NoopTokenizer(n_bins, pad_idx=pad_idx)
         else:
