@@ -4,9 +4,10 @@ import logging
 import sys
 import typing as tp
 
-import julius
 import numpy as np
 import torch
+
+from .resample import Resampler, ResamplerCache
 
 logger = logging.getLogger(__name__)
 _AAC_PRIMING = 1024  # encoder delay of ffmpeg's AAC encoder, in samples
@@ -35,11 +36,18 @@ def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor
     return wav
 
 
-def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int) -> torch.Tensor:
-    """Resample `wav` [..., C, T] from `from_rate` to `to_rate` (julius, band-limited) and set its channels."""
+def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int,
+                  resamplers: tp.Optional[ResamplerCache] = None) -> torch.Tensor:
+    """Resample `wav` [..., C, T] from `from_rate` to `to_rate` (band-limited, as julius) and set its channels.
+
+    Pass the `resamplers` cache of the calling object to reuse filters across calls.
+    """
     if from_rate <= 0 or to_rate <= 0:
         raise ValueError(f"Sample rates must be positive, got {from_rate} and {to_rate}.")
-    wav = julius.resample_frac(wav, int(from_rate), int(to_rate))
+    if int(from_rate) != int(to_rate):
+        resample = resamplers.get(int(from_rate), int(to_rate)) if resamplers is not None else \
+            Resampler(int(from_rate), int(to_rate))
+        wav = resample(wav)
     return convert_audio_channels(wav, to_channels)
 
 

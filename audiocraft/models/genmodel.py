@@ -9,6 +9,7 @@ import typing as tp
 import omegaconf
 import torch
 
+from ..data.resample import ResamplerCache
 from ..modules.conditioners import ConditioningAttributes
 from .encodec import CompressionModel
 from .lm import LMModel
@@ -79,6 +80,8 @@ class BaseGenModel(ABC):
         self.device = next(iter(lm.parameters())).device
         self.generation_params: dict = {}
         self._progress_callback: tp.Optional[ProgressCallback] = None
+        # Resampling filters for prompts and melodies, built once per rate pair for this model.
+        self._resamplers = ResamplerCache()
         if self.device.type == 'cpu':
             self.autocast = TorchAutocast(enabled=False)
         else:
@@ -265,7 +268,7 @@ class BaseGenModel(ABC):
             raise InvalidArgumentError(f"prompt_sample_rate must be a positive integer, got {prompt_sample_rate!r}.")
         if prompt.shape[-1] == 0:
             raise InvalidArgumentError("prompt is empty (0 samples).")
-        prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
+        prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels, self._resamplers)
         if descriptions is None:
             descriptions = [None] * len(prompt)
         else:

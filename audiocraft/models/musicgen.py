@@ -119,7 +119,7 @@ class MusicGen(BaseGenModel):
                 if melody is not None and (not isinstance(melody, torch.Tensor) or melody.dim() != 2):
                     raise InvalidArgumentError("Each melody in the list must be a [C, T] tensor or None.")
         melody_wavs = [
-            convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels)
+            convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels, self._resamplers)
             if wav is not None else None
             for wav in melody_wavs]
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(
