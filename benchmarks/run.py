@@ -25,7 +25,7 @@ import typing as tp
 
 import torch
 
-from . import checkpoints
+from . import checkpoints, roofline
 
 Row = tp.Dict[str, tp.Any]
 
@@ -94,11 +94,15 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
                     warmup, _ = best_time(_synchronized(lambda: model.generate(descriptions), args.device), 1)
                     seconds, (_, tokens) = best_time(_synchronized(
                         lambda: model.generate(descriptions, return_tokens=True), args.device), args.repeats)
+                    lm_seconds = _lm_decode_seconds(model, descriptions, args)
                     row: Row = {
                         'section': 'generate', 'model': shape, 'device': args.device, 'precision': precision,
                         'variant': decode, 'batch': batch, 'mode': mode, 'duration_s': args.duration,
                         'ar_steps': steps, 'seconds': seconds, 'first_call_s': warmup,
-                        'steps_per_s': steps / seconds, 'rtf': seconds / args.duration}
+                        'steps_per_s': steps / seconds, 'rtf': seconds / args.duration,
+                        'lm_steps_per_s': steps / lm_seconds}
+                    if args.device == 'cpu':
+                        _add_roofline(row, model.lm, precision, args.bandwidth)
                     if mode == 'greedy':
                         if precision == 'fp32' and decode == 'eager':
                             reference[batch] = tokens.cpu()
@@ -110,8 +114,29 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
     return rows
 
 
+def _lm_decode_seconds(model: tp.Any, descriptions: tp.List[str], args: argparse.Namespace) -> float:
+    """Best time of the LM's token loop alone (conditions prepared, no codec decoding): the part
+    that streams the weights once per step, which the roofline share is computed from."""
+    attributes, _ = model._prepare_tokens_and_attributes(descriptions, None)
+    gen_len = int(args.duration * model.frame_rate)
+
+    def run() -> tp.Any:
+        with model.autocast:
+            return model.lm.generate(None, attributes, max_gen_len=gen_len, **model.generation_params)
+    seconds, _ = best_time(_synchronized(run, args.device), args.repeats)
+    return seconds
+
+
+def _add_roofline(row: Row, lm: tp.Any, precision: str, bandwidth: float) -> None:
+    """Bytes of weights read per step and the share of the machine's bandwidth the LM loop reaches."""
+    read = roofline.bytes_per_step(lm, precision)
+    row['bytes_per_step'] = read
+    row['bandwidth_gb_s'] = bandwidth
+    row['bandwidth_share'] = read * row['lm_steps_per_s'] / (bandwidth * 1e9)
+
+
 def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
-    """Wall time of `MAGNeT.generate` (batch 1, greedy, one run) with few decoding steps."""
+    """Wall time of `MAGNeT.generate` (batch 1, greedy; one warm-up, best of --repeats) with few decoding steps."""
     from audiocraft.models import MAGNeT
     model = MAGNeT.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device=args.device)
     rows = []
@@ -119,7 +144,9 @@ def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
     for precision in [p for p in args.precisions if p in ('fp32', 'fp16')]:
         _configure(model, precision, 'eager', args.device)
         model.set_generation_params(use_sampling=False, decoding_steps=args.magnet_steps)
-        seconds, _ = best_time(_synchronized(lambda: model.generate(['warm lo-fi piano']), args.device), 1)
+        generate = _synchronized(lambda: model.generate(['warm lo-fi piano']), args.device)
+        generate()  # warm-up: allocations and oneDNN primitive caches, as for the other sections
+        seconds, _ = best_time(generate, args.repeats)
         passes = sum(args.magnet_steps)
         row = {'section': 'magnet', 'model': shape, 'device': args.device, 'precision': precision, 'batch': 1,
                'mode': 'greedy',
@@ -194,12 +221,16 @@ def report(row: Row) -> None:
     extra = f" {row['steps_per_s']:.2f} steps/s" if 'steps_per_s' in row else ''
     extra += f" RTF {row['rtf']:.3f}" if 'rtf' in row else ''
     extra += f" tokens={row['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in row else ''
+    if 'bandwidth_share' in row:
+        extra += (f" | LM loop {row['lm_steps_per_s']:.2f} steps/s x {row['bytes_per_step'] / 1e9:.3f} GB/step"
+                  f" = {100 * row['bandwidth_share']:.0f}% of {row['bandwidth_gb_s']:.1f} GB/s")
     print(f"  {label}: {row['seconds']:.3f} s{extra}", flush=True)
 
 
 def table(rows: tp.List[Row]) -> str:
     """A plain-text summary table of all rows."""
-    header = ['section', 'model', 'what', 'batch', 'seconds', 'steps/s', 'RTF', 'tok=fp32']
+    header = ['section', 'model', 'what', 'batch', 'seconds', 'steps/s', 'RTF', 'tok=fp32', 'LM steps/s',
+              'GB/step', 'bw share']
     lines = []
     for r in rows:
         what = '/'.join(str(r[k]) for k in ('precision', 'mode', 'variant', 'op') if k in r)
@@ -208,7 +239,10 @@ def table(rows: tp.List[Row]) -> str:
         lines.append([r['section'], r['model'], what, str(r.get('batch', '')), f"{r['seconds']:.3f}",
                       f"{r['steps_per_s']:.2f}" if 'steps_per_s' in r else '',
                       f"{r['rtf']:.3f}" if 'rtf' in r else '',
-                      f"{r['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in r else ''])
+                      f"{r['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in r else '',
+                      f"{r['lm_steps_per_s']:.2f}" if 'lm_steps_per_s' in r else '',
+                      f"{r['bytes_per_step'] / 1e9:.3f}" if 'bytes_per_step' in r else '',
+                      f"{100 * r['bandwidth_share']:.0f}%" if 'bandwidth_share' in r else ''])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
 
     def fmt(cells: tp.List[str]) -> str:
@@ -289,14 +323,9 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
 
 
 def environment(args: argparse.Namespace) -> tp.Dict[str, tp.Any]:
-    cpu = platform.processor()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
-    except OSError:
-        pass
     return {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'torch': torch.__version__, 'python': platform.python_version(), 'cpu': cpu,
+            'torch': torch.__version__, 'python': platform.python_version(), **roofline.cpu_info(),
+            'stream_bandwidth_gb_s': args.bandwidth,
             'threads': torch.get_num_threads(), 'repeats': args.repeats, 'quick': args.quick,
             'device': args.device,
             'gpu': torch.cuda.get_device_name() if args.device == 'cuda' else None,
@@ -308,6 +337,10 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Any]:
     checkpoints.use_offline_hub()
     torch.set_num_threads(args.threads)
     rows: tp.List[Row] = []
+    info = roofline.cpu_info()
+    args.bandwidth = roofline.stream_bandwidth(args.threads, megabytes=64 if args.quick else 512)
+    print(f"{info['cpu']} ({' '.join(info['cpu_flags'])}): streams {args.bandwidth:.1f} GB/s "
+          f"(read, {args.threads} threads, best of 5)", flush=True)
     print(f"Benchmarks on {args.threads} threads, best of {args.repeats}:", flush=True)
     if 'generate' in args.sections:
         for shape in args.models:
