@@ -23,7 +23,7 @@ import typing as tp
 
 import torch
 
-from ..modules.fast_linear import has_packed_weights
+from ..modules.optimized import uses_packed_kernel
 from ..utils.errors import InvalidArgumentError
 
 if tp.TYPE_CHECKING:
@@ -104,7 +104,7 @@ class StepRunner:
         self.options = options
         self.device = next(iter(lm.parameters())).device
         self._graphs = CudaGraphs(self.device) if options.cuda_graph else None
-        if options.compile and has_packed_weights(lm):
+        if options.compile and uses_packed_kernel(lm):
             raise InvalidArgumentError("torch.compile does not combine with packed reduced-precision weights: call "
                                        "optimize_for_cpu('fp32') or turn compile off.")
         self.fed = 0  # positions written to the cache so far (known on the host, never read back)

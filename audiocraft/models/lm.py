@@ -21,13 +21,13 @@ from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDrop
 from ..modules.conditioners.base import ConditionType
 from ..modules.streaming import State, StreamingModule
 from .decoding import DecodeOptions, StepRunner, cfg_logits
-from ..modules.fast_linear import FastLinear
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
 from ..utils.errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 ConditionTensors = tp.Dict[str, ConditionType]
+_ATTENTION_PROJECTIONS = ('in_proj', 'q_proj', 'kv_proj')
 CFGConditions = tp.Union[ConditionTensors, tp.Tuple[ConditionTensors, ConditionTensors]]
 
 
@@ -153,7 +153,7 @@ class LMModel(StreamingModule):
         self.out_norm: tp.Optional[nn.Module] = None
         if norm_first:
             self.out_norm = create_norm_fn(norm, dim, device=device)
-        self.linears = nn.ModuleList([FastLinear(dim, self.card, bias=bias_proj, device=device)
+        self.linears = nn.ModuleList([nn.Linear(dim, self.card, bias=bias_proj, device=device)
                                       for _ in range(n_q)])
         self._init_weights(weight_init, depthwise_init, zero_bias_init)
         # Set by the training solver when wrapping with FSDP; kept out of the module tree.
@@ -194,7 +194,11 @@ class LMModel(StreamingModule):
                 depth = layer_idx + 1
             elif depthwise_init == 'global':
                 depth = len(self.transformer.layers)
-            tr_layer.apply(partial(init_layer, method=weight_init, init_depth=depth, zero_bias_init=zero_bias_init))
+            for name, module in tr_layer.named_modules():
+                # As in AudioCraft, the attention input projections keep their own initialisation
+                # (there they are a raw parameter, not a Linear module).
+                if not name.endswith(_ATTENTION_PROJECTIONS):
+                    init_layer(module, method=weight_init, init_depth=depth, zero_bias_init=zero_bias_init)
         for linear in self.linears:
             init_layer(linear, method=weight_init, init_depth=None, zero_bias_init=zero_bias_init)
 
