@@ -17,7 +17,6 @@ REQUIRED = [line.strip() for line in (HERE / "requirements.txt").read_text().spl
             if line.strip() and not line.startswith("#")]
 
 EXTRAS = {
-    "xformers": ["xformers"],
     "demo": ["gradio"],
     "clap": ["laion_clap"],
     "wandb": ["wandb"],

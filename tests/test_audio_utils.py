@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from audiocraft.data.audio_utils import (compress, convert_audio, convert_audio_channels, f32_pcm, get_mp3,
-                                         i16_pcm, normalize_audio, normalize_loudness)
+from audiocraft.data.audio import compress, get_mp3
+from audiocraft.data.audio_utils import (convert_audio, convert_audio_channels, f32_pcm, i16_pcm, normalize_audio,
+                                         normalize_loudness)
 from audiocraft.data.resample import Resampler, ResamplerCache
 
 

@@ -70,9 +70,8 @@ class ChromaExtractor(nn.Module):
         fbanks = torch.from_numpy(chroma_filter_bank(sample_rate, self.nfft, n_chroma=n_chroma))
         # Not persistent: checkpoints only carry the spectrogram window (`spec.window`).
         self.register_buffer('fbanks', fbanks, persistent=False)
-        self.spec = Spectrogram(n_fft=self.nfft, win_length=self.winlen,
-                                                      hop_length=self.winhop, power=2, center=True,
-                                                      pad=0, normalized=True)
+        self.spec = Spectrogram(n_fft=self.nfft, win_length=self.winlen, hop_length=self.winhop, power=2,
+                                center=True, pad=0, normalized=True)
         if device is not None:
             self.to(device)
 
