@@ -258,12 +258,19 @@ class BaseGenModel(ABC):
             return self.generate_audio(tokens), tokens
         return self.generate_audio(tokens)
 
-    def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False
-                 ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
-        """Generate one sample per text description."""
+    def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False,
+                 stream: bool = False, chunk_seconds: float = 1.0) -> tp.Any:
+        """Generate one sample per text description.
+
+        With `stream=True`, return an iterator of audio chunks [B, C, n] yielded while the tokens
+        are generated, about `chunk_seconds` each (see `audio_stream`); their concatenation is
+        the audio `generate` returns, to 1e-3. Up to `max_duration`; `return_tokens` does not apply.
+        """
         descriptions = _check_descriptions(descriptions)
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
         assert prompt_tokens is None
+        if stream:
+            return self._stream_audio(attributes, prompt_tokens, chunk_seconds, progress)
         tokens = self._generate_tokens(attributes, prompt_tokens, progress)
         if return_tokens:
             return self.generate_audio(tokens), tokens
@@ -379,6 +386,45 @@ class BaseGenModel(ABC):
             prompt_length = prompt_tokens.shape[-1]
             state['offset'] += stride_tokens
         return torch.cat(all_tokens, dim=-1)
+
+    def _stream_audio(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: tp.Optional[torch.Tensor],
+                      chunk_seconds: float, progress: bool = False) -> tp.Iterator[torch.Tensor]:
+        """Audio chunks [B, C, n] decoded with overlap while the LM generates (one window, no extension)."""
+        from .audio_stream import StreamingDecoder
+        if not self.lm.STEP_DECODING:
+            raise InvalidArgumentError(f"{type(self).__name__} decodes whole sequences at once: stream=True does "
+                                       "not apply to it.")
+        if self.duration > self.max_duration:
+            raise InvalidArgumentError(f"stream=True generates up to max_duration ({self.max_duration}s) in one "
+                                       f"window; the duration is {self.duration}s.")
+        if not chunk_seconds > 0:
+            raise InvalidArgumentError(f"chunk_seconds must be positive, got {chunk_seconds}.")
+        total = int(self.duration * self.frame_rate)
+        if prompt_tokens is not None and prompt_tokens.shape[-1] >= total:
+            raise InvalidArgumentError(f"Prompt ({prompt_tokens.shape[-1]} frames) leaves nothing to generate for a "
+                                       f"duration of {self.duration}s.")
+        decoder = StreamingDecoder(self.compression_model, max(1, int(round(chunk_seconds * self.frame_rate))))
+        callback = self._make_progress_callback(progress, {'offset': 0})
+        steps = self.lm.iter_generate(prompt_tokens, attributes, callback=callback, max_gen_len=total,
+                                      **self.generation_params)
+        try:
+            while True:
+                # Autocast only around the model's own work: the caller's code runs between chunks.
+                with self.autocast:
+                    try:
+                        ready, codes = next(steps)
+                    except StopIteration as stop:
+                        final_codes = stop.value
+                        break
+                    chunk = decoder.push(codes, ready)
+                if chunk is not None:
+                    yield chunk
+            with self.autocast:
+                chunk = decoder.push(lambda: final_codes, final_codes.shape[-1], final=True)
+            if chunk is not None:
+                yield chunk
+        finally:
+            steps.close()  # leaves the LM's streaming state if the caller stops early
 
     def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:
         """Decode tokens [B, K, T] into audio [B, C, T_audio]."""

@@ -344,6 +344,12 @@ class LMModel(StreamingModule):
                                        f"max_gen_len ({max_gen_len}).")
         return batch
 
+    @staticmethod
+    def _known_codes(pattern: tp.Any, gen_sequence: torch.Tensor, ready: int) -> torch.Tensor:
+        """Codes [B, K, ready] of the first `ready` (complete) timesteps of a pattern sequence."""
+        codes, _, _ = pattern.revert_pattern_sequence(gen_sequence, special_token=-1)
+        return codes[..., :ready].clone()
+
     @torch.no_grad()
     def generate(self, prompt: tp.Optional[torch.Tensor] = None,
                  conditions: tp.List[ConditioningAttributes] = [],
@@ -352,6 +358,40 @@ class LMModel(StreamingModule):
                  two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
                  callback: tp.Optional[tp.Callable[[int, int], None]] = None, **kwargs: tp.Any) -> torch.Tensor:
         """Generate codes [B, K, T] autoregressively, continuing `prompt` codes if given.
+
+        Same arguments as `iter_generate`, which this runs to the end.
+        """
+        steps = self.iter_generate(prompt, conditions, num_samples, max_gen_len, use_sampling, temp, top_k, top_p,
+                                   cfg_coef, two_step_cfg, remove_prompts, check, callback, **kwargs)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+
+    @staticmethod
+    def _last_step_of_timesteps(pattern: tp.Any, timesteps: int) -> tp.List[int]:
+        """For each timestep t < `timesteps`, the last pattern step holding one of its codes."""
+        last = [0] * timesteps
+        for step, coords in enumerate(pattern.layout):
+            for coord in coords:
+                if coord.t < timesteps:
+                    last[coord.t] = max(last[coord.t], step)
+        return last
+
+    @torch.no_grad()
+    def iter_generate(self, prompt: tp.Optional[torch.Tensor] = None,
+                      conditions: tp.List[ConditioningAttributes] = [],
+                      num_samples: tp.Optional[int] = None, max_gen_len: int = 256, use_sampling: bool = True,
+                      temp: float = 1.0, top_k: int = 250, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
+                      two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
+                      callback: tp.Optional[tp.Callable[[int, int], None]] = None, **kwargs: tp.Any
+                      ) -> tp.Generator[tp.Tuple[int, tp.Callable[[], torch.Tensor]], None, torch.Tensor]:
+        """Generate codes [B, K, T] step by step: after each step, yield `(ready, codes)`, where `ready`
+        is the number of timesteps (prompt included) whose K codes are all known and `codes()`
+        returns them [B, K, ready]. Returns (StopIteration.value) what `generate` returns.
+
+        The model streams between steps: finish or close the generator before other uses of it.
 
         Args:
             prompt: Prompt codes [B, K, T_prompt] or None.
@@ -404,6 +444,8 @@ class LMModel(StreamingModule):
             raise RuntimeError(f"The codebooks pattern has no step for timestep {start_offset}.")
 
         special = torch.full([], self.special_token_id, dtype=torch.long, device=device)
+        last_step = self._last_step_of_timesteps(pattern, max_gen_len)
+        ready = yielded = start_offset  # the prompt is known from the start
         cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
         with self.streaming():
             gen_sequence_len = gen_sequence.shape[-1]
@@ -438,6 +480,11 @@ class LMModel(StreamingModule):
                 prev_offset = offset
                 if callback is not None:
                     callback(1 + offset - start_offset_sequence, gen_sequence_len - start_offset_sequence)
+                while ready < max_gen_len and last_step[ready] <= offset:
+                    ready += 1
+                if ready > yielded:
+                    yielded = ready
+                    yield ready, partial(self._known_codes, pattern, gen_sequence, ready)
         unconditional_state.clear()
 
         if (gen_sequence == unknown_token).any():
