@@ -81,7 +81,7 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
         gen_len = int(args.duration * model.frame_rate)
         steps = ar_steps(model.lm, gen_len)
         for decode in args.decode:
-            if decode == 'compile' and precision != 'fp32' and args.device == 'cpu':
+            if decode == 'compile' and precision not in ('fp32', 'auto') and args.device == 'cpu':
                 continue  # packed CPU precisions are eager only
             _configure(model, precision, decode, args.device)
             for batch in args.batches:
@@ -102,7 +102,9 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
                         'steps_per_s': steps / seconds, 'rtf': seconds / args.duration,
                         'lm_steps_per_s': steps / lm_seconds}
                     if args.device == 'cpu':
-                        _add_roofline(row, model.lm, precision, args.bandwidth)
+                        row['kernel'] = model.linear_kernel
+                        weights = 'fp32' if model.linear_kernel in ('onednn', 'f_linear') else model.linear_kernel
+                        _add_roofline(row, model.lm, weights, args.bandwidth)
                     if mode == 'greedy':
                         if precision == 'fp32' and decode == 'eager':
                             reference[batch] = tokens.cpu()
@@ -216,7 +218,7 @@ def bench_codec(shape: str, args: argparse.Namespace) -> tp.List[Row]:
 
 def report(row: Row) -> None:
     """One progress line per measurement."""
-    keys = ['section', 'model', 'precision', 'variant', 'op', 'batch', 'mode']
+    keys = ['section', 'model', 'precision', 'kernel', 'variant', 'op', 'batch', 'mode']
     label = ' '.join(str(row[k]) for k in keys if k in row)
     extra = f" {row['steps_per_s']:.2f} steps/s" if 'steps_per_s' in row else ''
     extra += f" RTF {row['rtf']:.3f}" if 'rtf' in row else ''
@@ -233,7 +235,7 @@ def table(rows: tp.List[Row]) -> str:
               'GB/step', 'bw share']
     lines = []
     for r in rows:
-        what = '/'.join(str(r[k]) for k in ('precision', 'mode', 'variant', 'op') if k in r)
+        what = '/'.join(str(r[k]) for k in ('precision', 'kernel', 'mode', 'variant', 'op') if k in r)
         if r['section'] == 'codec':
             what += f" {r['duration_s']:g}s"
         lines.append([r['section'], r['model'], what, str(r.get('batch', '')), f"{r['seconds']:.3f}",
@@ -265,8 +267,8 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--load-baseline', action='store_true',
                         help="Also time naive loading (random init + load_state_dict), the 'before'.")
     parser.add_argument('--precisions', default=None,
-                        help="Comma separated: fp32 (default path), fp16, bf16, int8 (optimize_for_cpu); on "
-                             "cuda fp32, fp16, bf16 (optimize_for_gpu). Default: all of the device's.")
+                        help="Comma separated: auto (the CPU default path), fp32, fp16, bf16, int8 "
+                             "(optimize_for_cpu); on cuda fp32, fp16, bf16 (optimize_for_gpu). Default: all.")
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help="Device for generate and codec.")
     parser.add_argument('--decode', default=None,
                         help="Comma separated decoding paths: eager, compile (torch.compile of the step), "
@@ -299,7 +301,9 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
                          f"{[s for s in checkpoints.SHAPES if s.startswith('musicgen')]}")
     args.magnet_model = 'magnet-tiny' if args.quick else 'magnet-small'
     args.models_for_codec = 'musicgen-tiny' if args.quick else 'musicgen-small'
-    known_precisions = ['fp32', 'fp16', 'bf16'] + (['int8'] if args.device == 'cpu' else [])
+    # 'auto' is the CPU default path (the fastest exact kernel for the weights, see optimize_for_cpu).
+    known_precisions = (['auto'] if args.device == 'cpu' else []) + ['fp32', 'fp16', 'bf16'] + \
+        (['int8'] if args.device == 'cpu' else [])
     args.precisions = [p for p in (args.precisions or ','.join(known_precisions)).split(',') if p]
     if set(args.precisions) - set(known_precisions):
         parser.error(f"--precisions on {args.device} takes {known_precisions}")
