@@ -225,12 +225,10 @@ def get_lm_model(cfg: omegaconf.DictConfig) -> 'LMModel':
     pattern_provider = get_codebooks_pattern_provider(n_q, codebooks_pattern_cfg)
     lm_class: tp.Type[LMModel] = LMModel
     if cfg.lm_model == 'transformer_lm_magnet':
-        from .lm_magnet import MagnetLMModel
+        from .lm_magnet import MagnetLMModel, magnet_config_patch
         lm_class = MagnetLMModel
-        if 'segment_duration' not in kwargs and 'dataset' in cfg:
-            kwargs['segment_duration'] = cfg.dataset.segment_duration
-        if 'span_len' not in kwargs and 'masking' in cfg:
-            kwargs['span_len'] = cfg.masking.span_len
+        for key, value in magnet_config_patch(cfg).items():
+            kwargs.setdefault(key, value)
     device = 'meta' if meta else cfg.device
     model = lm_class(
         pattern_provider=pattern_provider,

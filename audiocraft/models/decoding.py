@@ -59,6 +59,13 @@ class DecodeOptions:
         return self.static or self.compile or self.cuda_graph
 
 
+def mix_cfg(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, coef: tp.Union[float, torch.Tensor]
+            ) -> torch.Tensor:
+    """Classifier-free guidance: move from the unconditional logits towards the conditional ones
+    by `coef`. The one formula of every decoding path (MusicGen, two-step CFG, MAGNeT)."""
+    return uncond_logits + (cond_logits - uncond_logits) * coef
+
+
 def cfg_logits(lm: 'LMModel', sequence: torch.Tensor, condition_tensors: 'ConditionTensors',
                cfg_coef: float) -> torch.Tensor:
     """Guided logits [B, K, card] of the last step of `sequence` [B, K, T].
@@ -72,7 +79,7 @@ def cfg_logits(lm: 'LMModel', sequence: torch.Tensor, condition_tensors: 'Condit
     logits = lm(sequence, conditions=[], condition_tensors=condition_tensors)  # [B or 2B, K, T, card]
     if condition_tensors:
         cond_logits, uncond_logits = logits.split(B, dim=0)
-        logits = uncond_logits + (cond_logits - uncond_logits) * cfg_coef
+        logits = mix_cfg(cond_logits, uncond_logits, cfg_coef)
     return logits[:, :, -1]
 
 

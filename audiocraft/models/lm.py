@@ -20,7 +20,7 @@ from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDrop
                                     ConditioningAttributes, ConditioningProvider)
 from ..modules.conditioners.base import ConditionType
 from ..modules.streaming import State, StreamingModule
-from .decoding import DecodeOptions, StepRunner, cfg_logits
+from .decoding import DecodeOptions, StepRunner, cfg_logits, mix_cfg
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
 from ..utils.errors import InvalidArgumentError
@@ -290,8 +290,7 @@ class LMModel(StreamingModule):
             unconditional_state.update(self.get_streaming_state())
             self.set_streaming_state(state)
             # AudioCraft's two-step path uses the model's own coefficient, not the argument.
-            logits = uncond_logits + (cond_logits - uncond_logits) * self.cfg_coef
-            logits = logits[:, :, -1]
+            logits = mix_cfg(cond_logits, uncond_logits, self.cfg_coef)[:, :, -1]
         else:
             assert isinstance(cfg_conditions, dict)
             logits = cfg_logits(model, sequence, cfg_conditions, cfg_coef)
@@ -302,17 +301,35 @@ class LMModel(StreamingModule):
                             top_p: float) -> torch.Tensor:
         """Next tokens [B, K, 1] from the logits [B, K, card] of one step."""
         # Greedy decoding when not sampling or with a zero temperature (avoids dividing by 0).
-        if use_sampling and temp > 0.0:
-            probs = torch.softmax(logits / temp, dim=-1)
-            if top_p > 0.0:
-                next_token = utils.sample_top_p(probs, p=top_p)
-            elif top_k > 0:
-                next_token = utils.sample_top_k(probs, k=top_k)
-            else:
-                next_token = utils.multinomial(probs, num_samples=1)
-        else:
-            next_token = torch.argmax(logits, dim=-1, keepdim=True)
-        return next_token
+        sampling = use_sampling and temp > 0.0
+        probs = torch.softmax(logits / temp, dim=-1) if sampling else None
+        return LMModel._pick_tokens(logits, probs, top_k, top_p)
+
+    @staticmethod
+    def _pick_tokens(logits: torch.Tensor, probs: tp.Optional[torch.Tensor], top_k: int,
+                     top_p: float) -> torch.Tensor:
+        """One token per position ([..., 1]): sampled from `probs` (top-p wins over top-k), or the
+        argmax of `logits` when `probs` is None (greedy). Shared with MAGNeT."""
+        if probs is None:
+            return torch.argmax(logits, dim=-1, keepdim=True)
+        if top_p > 0.0:
+            return utils.sample_top_p(probs, p=top_p)
+        if top_k > 0:
+            return utils.sample_top_k(probs, k=top_k)
+        return utils.multinomial(probs, num_samples=1)
+
+    def _cfg_condition_tensors(self, conditions: tp.List[ConditioningAttributes], two_step_cfg: bool
+                               ) -> CFGConditions:
+        """Condition tensors for classifier-free guidance: the conditional and null (fully dropped)
+        conditions in one batch of 2B (default), or as a (conditional, null) pair for two-step CFG;
+        empty without conditions. Shared with MAGNeT."""
+        if not conditions:
+            return {}
+        null_conditions = ClassifierFreeGuidanceDropout(p=1.0)(conditions)
+        if two_step_cfg:
+            return (self.condition_provider(self.condition_provider.tokenize(conditions)),
+                    self.condition_provider(self.condition_provider.tokenize(null_conditions)))
+        return self.condition_provider(self.condition_provider.tokenize(conditions + null_conditions))
 
     def _check_generate_inputs(self, prompt: tp.Optional[torch.Tensor],
                                conditions: tp.List[ConditioningAttributes],
@@ -413,21 +430,8 @@ class LMModel(StreamingModule):
 
         # CFG: one conditional and one null set of conditions, by default in a single batch of 2B
         # (twice as fast, and the streaming state sees one pass per step).
-        cfg_conditions: CFGConditions
         two_step_cfg = self.two_step_cfg if two_step_cfg is None else two_step_cfg
-        if conditions:
-            null_conditions = ClassifierFreeGuidanceDropout(p=1.0)(conditions)
-            if two_step_cfg:
-                cfg_conditions = (
-                    self.condition_provider(self.condition_provider.tokenize(conditions)),
-                    self.condition_provider(self.condition_provider.tokenize(null_conditions)),
-                )
-            else:
-                conditions = conditions + null_conditions
-                tokenized = self.condition_provider.tokenize(conditions)
-                cfg_conditions = self.condition_provider(tokenized)
-        else:
-            cfg_conditions = {}
+        cfg_conditions = self._cfg_condition_tensors(conditions, two_step_cfg)
 
         if prompt is None:
             prompt = torch.zeros((num_samples, self.num_codebooks, 0), dtype=torch.long, device=device)
