@@ -103,6 +103,7 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
                         'lm_steps_per_s': steps / lm_seconds}
                     if args.device == 'cpu':
                         row['kernel'] = model.linear_kernel
+                        row['kernel_timings_ms'] = dict(model.linear_kernel_timings)
                         weights = 'fp32' if model.linear_kernel in ('onednn', 'f_linear') else model.linear_kernel
                         _add_roofline(row, model.lm, weights, args.bandwidth)
                     if mode == 'greedy':
