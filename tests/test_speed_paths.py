@@ -239,3 +239,17 @@ def test_benchmark_quick_mode(tmp_path):
     for bad in (['--decode', 'cudagraph'], ['--decode', 'jit'], ['--precisions', 'fp8']):
         with pytest.raises(SystemExit):
             run.parse_args(['--quick'] + bad)
+
+
+def test_no_custom_op_at_import_and_compile_op_on_demand():
+    import subprocess
+    import sys
+    code = ("import torch, audiocraft.models\n"
+            "ns = getattr(torch.ops, 'audiocraft', None)\n"
+            "print(ns is not None and hasattr(ns, 'onednn_linear'))\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == 'False'
+    optimized.register_compile_op()
+    optimized.register_compile_op()  # idempotent
+    x, weight, bias = torch.randn(2, 8), torch.randn(4, 8), torch.randn(4)
+    assert torch.allclose(torch.ops.audiocraft.onednn_linear(x, weight, bias), F.linear(x, weight, bias), atol=1e-5)
