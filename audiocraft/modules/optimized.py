@@ -201,7 +201,7 @@ def exact_kernels(module: nn.Module) -> tp.List[str]:
 
 
 def choose_kernel(module: nn.Module, candidates: tp.Sequence[str], rows: int = 2,
-                  max_bytes: int = 256 * 2 ** 20, repeats: int = 3) -> tp.Tuple[str, tp.Dict[str, float]]:
+                  max_bytes: int = 256 * 2 ** 20, repeats: int = 5) -> tp.Tuple[str, tp.Dict[str, float]]:
     """Time each candidate kernel on the module's own linear weights; return the fastest and the timings.
 
     One pass multiplies `rows` rows by the weights (up to `max_bytes` of them, more than the
@@ -217,23 +217,27 @@ def choose_kernel(module: nn.Module, candidates: tp.Sequence[str], rows: int = 2
     if not layers or len(candidates) == 1:
         return candidates[0], {}
     timings: tp.Dict[str, float] = {}
+    probes: tp.Dict[str, tp.List[OptimizedLinear]] = {}
+    inputs = [torch.randn(rows, layer.in_features, dtype=layer.weight.dtype) for layer in layers]
     with torch.no_grad():
         for kernel in candidates:
-            probes = [OptimizedLinear(layer if isinstance(layer, nn.Linear) else layer.to_linear(), kernel)
-                      for layer in layers]
-            inputs = [torch.randn(rows, layer.in_features, dtype=layer.weight.dtype) for layer in layers]
+            probes[kernel] = [OptimizedLinear(layer if isinstance(layer, nn.Linear) else layer.to_linear(), kernel)
+                              for layer in layers]
             try:
-                for probe, x in zip(probes, inputs):
+                for probe, x in zip(probes[kernel], inputs):
                     probe(x)  # packs, and warms oneDNN's primitive cache
-                best = float('inf')
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    for probe, x in zip(probes, inputs):
-                        probe(x)
-                    best = min(best, time.perf_counter() - start)
-                timings[kernel] = best * 1000
             except RuntimeError as exc:
                 logger.info("Linear kernel %s unavailable here: %s", kernel, exc)
+                del probes[kernel]
+        # Kernels take turns at each repeat, so a burst of load from other processes hits them
+        # alike instead of spoiling one kernel's measurements; the best pass of each is kept.
+        for _ in range(repeats):
+            for kernel, kernel_probes in probes.items():
+                start = time.perf_counter()
+                for probe, x in zip(kernel_probes, inputs):
+                    probe(x)
+                elapsed = (time.perf_counter() - start) * 1000
+                timings[kernel] = min(timings.get(kernel, float('inf')), elapsed)
     if not timings:
         return candidates[-1], timings
     return min(timings, key=lambda k: timings[k]), timings
