@@ -3,6 +3,7 @@
 Loads AudioCraft's released checkpoints (facebook/musicgen-*), including the stereo and
 melody ones, or a local folder holding `state_dict.bin` and `compression_state_dict.bin`.
 """
+from pathlib import Path
 import typing as tp
 import warnings
 
@@ -16,6 +17,7 @@ from .genmodel import (BaseGenModel, _check_descriptions, _check_model_name, che
 from .lm import LMModel
 from .loaders import demo_model_dir, load_compression_model, load_lm_model, looks_like_local_path
 from ..utils.errors import InvalidArgumentError
+from ..utils.safe_load import UnsafeCheckpointError
 
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
 MelodyType = tp.Union[torch.Tensor, MelodyList]
@@ -228,7 +230,10 @@ def get_pretrained_or_demo(name: str = 'facebook/musicgen-small',
     try:
         return MusicGen.get_pretrained(name, device=device)
     except (OSError, RuntimeError, ValueError) as exc:
-        if name == 'demo':
+        # Only a hub model that cannot be reached falls back: a local path the user chose, or a file
+        # refused by safe loading, fails loudly.
+        if name == 'demo' or looks_like_local_path(name) or Path(name).expanduser().exists() \
+                or isinstance(exc, UnsafeCheckpointError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         announce(f"'{name}' is not available ({first}); using the offline 'demo' model shipped "
