@@ -129,8 +129,8 @@ class _PatchEmbed(nn.Module):
         return self.norm(self.proj(x).flatten(2).transpose(1, 2))
 
 
-class _Mlp(nn.Module):
-    """The transformer feed-forward (GELU)."""
+class GeluMlp(nn.Module):
+    """The vision-transformer feed-forward (`fc1`, GELU, `fc2`), shared by HTSAT and PaSST."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -199,7 +199,7 @@ class _SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = _WindowAttention(dim, window, num_heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = GeluMlp(dim, int(dim * mlp_ratio))
         mask = None
         if shift > 0:
             # Label the regions the cyclic shift brings together; tokens of different regions must not attend.
