@@ -17,7 +17,6 @@ REQUIRED = [line.strip() for line in (HERE / "requirements.txt").read_text().spl
             if line.strip() and not line.startswith("#")]
 
 EXTRAS = {
-    "xformers": ["xformers"],
     "demo": ["gradio"],
     # Kept for `pip install audiocraft[clap]` commands: CLAP is implemented here, laion_clap is not needed.
     "clap": [],

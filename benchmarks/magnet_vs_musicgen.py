@@ -64,7 +64,7 @@ def build(magnet: bool, args: argparse.Namespace, compression_model: torch.nn.Mo
 def time_generate(model: tp.Any, batch: int, repeats: int) -> tp.Tuple[float, float, torch.Tensor]:
     """Median wall-clock and CPU (process) seconds of `generate`, and the last tokens."""
     descriptions = [f'random description {i}' for i in range(batch)]
-    model.generate(descriptions[:1])  # warm-up
+    model.generate(descriptions)  # warm-up at the timed batch size (caches are sized per batch)
     walls, cpus = [], []
     tokens = torch.empty(0)
     for _ in range(repeats):

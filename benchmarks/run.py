@@ -25,7 +25,7 @@ import typing as tp
 
 import torch
 
-from . import checkpoints
+from . import checkpoints, roofline
 
 Row = tp.Dict[str, tp.Any]
 
@@ -81,7 +81,7 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
         gen_len = int(args.duration * model.frame_rate)
         steps = ar_steps(model.lm, gen_len)
         for decode in args.decode:
-            if decode == 'compile' and precision != 'fp32' and args.device == 'cpu':
+            if decode == 'compile' and precision not in ('fp32', 'auto') and args.device == 'cpu':
                 continue  # packed CPU precisions are eager only
             _configure(model, precision, decode, args.device)
             for batch in args.batches:
@@ -94,11 +94,18 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
                     warmup, _ = best_time(_synchronized(lambda: model.generate(descriptions), args.device), 1)
                     seconds, (_, tokens) = best_time(_synchronized(
                         lambda: model.generate(descriptions, return_tokens=True), args.device), args.repeats)
+                    lm_seconds = _lm_decode_seconds(model, descriptions, args)
                     row: Row = {
                         'section': 'generate', 'model': shape, 'device': args.device, 'precision': precision,
                         'variant': decode, 'batch': batch, 'mode': mode, 'duration_s': args.duration,
                         'ar_steps': steps, 'seconds': seconds, 'first_call_s': warmup,
-                        'steps_per_s': steps / seconds, 'rtf': seconds / args.duration}
+                        'steps_per_s': steps / seconds, 'rtf': seconds / args.duration,
+                        'lm_steps_per_s': steps / lm_seconds}
+                    if args.device == 'cpu':
+                        row['kernel'] = model.linear_kernel
+                        row['kernel_timings_ms'] = dict(model.linear_kernel_timings)
+                        weights = 'fp32' if model.linear_kernel in ('onednn', 'f_linear') else model.linear_kernel
+                        _add_roofline(row, model.lm, weights, args.bandwidth)
                     if mode == 'greedy':
                         if precision == 'fp32' and decode == 'eager':
                             reference[batch] = tokens.cpu()
@@ -110,8 +117,29 @@ def bench_generate(shape: str, args: argparse.Namespace) -> tp.List[Row]:
     return rows
 
 
+def _lm_decode_seconds(model: tp.Any, descriptions: tp.List[str], args: argparse.Namespace) -> float:
+    """Best time of the LM's token loop alone (conditions prepared, no codec decoding): the part
+    that streams the weights once per step, which the roofline share is computed from."""
+    attributes, _ = model._prepare_tokens_and_attributes(descriptions, None)
+    gen_len = int(args.duration * model.frame_rate)
+
+    def run() -> tp.Any:
+        with model.autocast:
+            return model.lm.generate(None, attributes, max_gen_len=gen_len, **model.generation_params)
+    seconds, _ = best_time(_synchronized(run, args.device), args.repeats)
+    return seconds
+
+
+def _add_roofline(row: Row, lm: tp.Any, precision: str, bandwidth: float) -> None:
+    """Bytes of weights read per step and the share of the machine's bandwidth the LM loop reaches."""
+    read = roofline.bytes_per_step(lm, precision)
+    row['bytes_per_step'] = read
+    row['bandwidth_gb_s'] = bandwidth
+    row['bandwidth_share'] = read * row['lm_steps_per_s'] / (bandwidth * 1e9)
+
+
 def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
-    """Wall time of `MAGNeT.generate` (batch 1, greedy, one run) with few decoding steps."""
+    """Wall time of `MAGNeT.generate` (batch 1, greedy; one warm-up, best of --repeats) with few decoding steps."""
     from audiocraft.models import MAGNeT
     model = MAGNeT.get_pretrained(str(checkpoints.pretrained_folder(shape, args.cache_dir)), device=args.device)
     rows = []
@@ -119,7 +147,9 @@ def bench_magnet(shape: str, args: argparse.Namespace) -> tp.List[Row]:
     for precision in [p for p in args.precisions if p in ('fp32', 'fp16')]:
         _configure(model, precision, 'eager', args.device)
         model.set_generation_params(use_sampling=False, decoding_steps=args.magnet_steps)
-        seconds, _ = best_time(_synchronized(lambda: model.generate(['warm lo-fi piano']), args.device), 1)
+        generate = _synchronized(lambda: model.generate(['warm lo-fi piano']), args.device)
+        generate()  # warm-up: allocations and oneDNN primitive caches, as for the other sections
+        seconds, _ = best_time(generate, args.repeats)
         passes = sum(args.magnet_steps)
         row = {'section': 'magnet', 'model': shape, 'device': args.device, 'precision': precision, 'batch': 1,
                'mode': 'greedy',
@@ -189,26 +219,33 @@ def bench_codec(shape: str, args: argparse.Namespace) -> tp.List[Row]:
 
 def report(row: Row) -> None:
     """One progress line per measurement."""
-    keys = ['section', 'model', 'precision', 'variant', 'op', 'batch', 'mode']
+    keys = ['section', 'model', 'precision', 'kernel', 'variant', 'op', 'batch', 'mode']
     label = ' '.join(str(row[k]) for k in keys if k in row)
     extra = f" {row['steps_per_s']:.2f} steps/s" if 'steps_per_s' in row else ''
     extra += f" RTF {row['rtf']:.3f}" if 'rtf' in row else ''
     extra += f" tokens={row['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in row else ''
+    if 'bandwidth_share' in row:
+        extra += (f" | LM loop {row['lm_steps_per_s']:.2f} steps/s x {row['bytes_per_step'] / 1e9:.3f} GB/step"
+                  f" = {100 * row['bandwidth_share']:.0f}% of {row['bandwidth_gb_s']:.1f} GB/s")
     print(f"  {label}: {row['seconds']:.3f} s{extra}", flush=True)
 
 
 def table(rows: tp.List[Row]) -> str:
     """A plain-text summary table of all rows."""
-    header = ['section', 'model', 'what', 'batch', 'seconds', 'steps/s', 'RTF', 'tok=fp32']
+    header = ['section', 'model', 'what', 'batch', 'seconds', 'steps/s', 'RTF', 'tok=fp32', 'LM steps/s',
+              'GB/step', 'bw share']
     lines = []
     for r in rows:
-        what = '/'.join(str(r[k]) for k in ('precision', 'mode', 'variant', 'op') if k in r)
+        what = '/'.join(str(r[k]) for k in ('precision', 'kernel', 'mode', 'variant', 'op') if k in r)
         if r['section'] == 'codec':
             what += f" {r['duration_s']:g}s"
         lines.append([r['section'], r['model'], what, str(r.get('batch', '')), f"{r['seconds']:.3f}",
                       f"{r['steps_per_s']:.2f}" if 'steps_per_s' in r else '',
                       f"{r['rtf']:.3f}" if 'rtf' in r else '',
-                      f"{r['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in r else ''])
+                      f"{r['token_agreement_vs_fp32']:.3f}" if 'token_agreement_vs_fp32' in r else '',
+                      f"{r['lm_steps_per_s']:.2f}" if 'lm_steps_per_s' in r else '',
+                      f"{r['bytes_per_step'] / 1e9:.3f}" if 'bytes_per_step' in r else '',
+                      f"{100 * r['bandwidth_share']:.0f}%" if 'bandwidth_share' in r else ''])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
 
     def fmt(cells: tp.List[str]) -> str:
@@ -231,8 +268,8 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--load-baseline', action='store_true',
                         help="Also time naive loading (random init + load_state_dict), the 'before'.")
     parser.add_argument('--precisions', default=None,
-                        help="Comma separated: fp32 (default path), fp16, bf16, int8 (optimize_for_cpu); on "
-                             "cuda fp32, fp16, bf16 (optimize_for_gpu). Default: all of the device's.")
+                        help="Comma separated: auto (the CPU default path), fp32, fp16, bf16, int8 "
+                             "(optimize_for_cpu); on cuda fp32, fp16, bf16 (optimize_for_gpu). Default: all.")
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help="Device for generate and codec.")
     parser.add_argument('--decode', default=None,
                         help="Comma separated decoding paths: eager, compile (torch.compile of the step), "
@@ -265,7 +302,9 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
                          f"{[s for s in checkpoints.SHAPES if s.startswith('musicgen')]}")
     args.magnet_model = 'magnet-tiny' if args.quick else 'magnet-small'
     args.models_for_codec = 'musicgen-tiny' if args.quick else 'musicgen-small'
-    known_precisions = ['fp32', 'fp16', 'bf16'] + (['int8'] if args.device == 'cpu' else [])
+    # 'auto' is the CPU default path (the fastest exact kernel for the weights, see optimize_for_cpu).
+    known_precisions = (['auto'] if args.device == 'cpu' else []) + ['fp32', 'fp16', 'bf16'] + \
+        (['int8'] if args.device == 'cpu' else [])
     args.precisions = [p for p in (args.precisions or ','.join(known_precisions)).split(',') if p]
     if set(args.precisions) - set(known_precisions):
         parser.error(f"--precisions on {args.device} takes {known_precisions}")
@@ -289,14 +328,9 @@ def parse_args(argv: tp.Optional[tp.List[str]] = None) -> argparse.Namespace:
 
 
 def environment(args: argparse.Namespace) -> tp.Dict[str, tp.Any]:
-    cpu = platform.processor()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
-    except OSError:
-        pass
     return {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'torch': torch.__version__, 'python': platform.python_version(), 'cpu': cpu,
+            'torch': torch.__version__, 'python': platform.python_version(), **roofline.cpu_info(),
+            'stream_bandwidth_gb_s': args.bandwidth,
             'threads': torch.get_num_threads(), 'repeats': args.repeats, 'quick': args.quick,
             'device': args.device,
             'gpu': torch.cuda.get_device_name() if args.device == 'cuda' else None,
@@ -308,6 +342,10 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> tp.Dict[str, tp.Any]:
     checkpoints.use_offline_hub()
     torch.set_num_threads(args.threads)
     rows: tp.List[Row] = []
+    info = roofline.cpu_info()
+    args.bandwidth = roofline.stream_bandwidth(args.threads, megabytes=64 if args.quick else 512)
+    print(f"{info['cpu']} ({' '.join(info['cpu_flags'])}): streams {args.bandwidth:.1f} GB/s "
+          f"(read, {args.threads} threads, best of 5)", flush=True)
     print(f"Benchmarks on {args.threads} threads, best of {args.repeats}:", flush=True)
     if 'generate' in args.sections:
         for shape in args.models:

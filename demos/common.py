@@ -155,6 +155,39 @@ class DemoApp:
             model.set_custom_progress_callback(None)
         return str(self.outputs.write(wav, model.sample_rate)), waveform_image(wav)
 
+    def generate_stream(self, model: tp.Any, seed: tp.Optional[float], progress: tp.Any,
+                        stream: tp.Callable[[], tp.Iterator[torch.Tensor]]
+                        ) -> tp.Iterator[tp.Tuple[tp.Any, tp.Any, tp.Any]]:
+        """Like `generate`, for a streaming call (`generate(..., stream=True)`): yields
+        (WAV bytes of each new chunk for the live player, skip, skip) while generating, then
+        (skip, written WAV path, waveform picture) of the whole first sample."""
+        model.set_custom_progress_callback(lambda done, total: progress((done, total), unit='steps'))
+        if seed is not None and seed >= 0:
+            torch.manual_seed(int(seed))
+        chunks = []
+        try:
+            for chunk in stream():
+                chunks.append(chunk[0])
+                yield wav_bytes(chunk[0], model.sample_rate), gr.skip(), gr.skip()
+        finally:
+            model.set_custom_progress_callback(None)
+        wav = torch.cat(chunks, dim=-1)
+        yield gr.skip(), str(self.outputs.write(wav, model.sample_rate)), waveform_image(wav)
+
+
+def wav_bytes(wav: torch.Tensor, sample_rate: int) -> bytes:
+    """A WAV file (16-bit PCM, no normalisation: chunks of one stream keep one scale) of `wav` [C, T]."""
+    import io
+    import wave
+    pcm = (wav.detach().cpu().float().clamp(-1, 1) * 32767).round().short().t().contiguous().numpy()
+    buffer = io.BytesIO()
+    with wave.open(buffer, 'wb') as out:
+        out.setnchannels(wav.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
 
 def demo_parser(description: str) -> argparse.ArgumentParser:
     """Arguments shared by the demos."""
@@ -184,6 +217,12 @@ def model_and_text_inputs(app: DemoApp, placeholder: str) -> tp.Tuple[tp.Any, tp
     model = gr.Dropdown(app.choices, value=app.choices[0], label='Model', allow_custom_value=True, elem_id='model')
     text = gr.Textbox(label='Description', placeholder=placeholder, lines=2, elem_id='description')
     return model, text
+
+
+def live_audio_widget() -> tp.Any:
+    """The player that plays the audio as it is generated (fed chunk by chunk)."""
+    return gr.Audio(label='Live (plays while generating)', streaming=True, autoplay=True, interactive=False,
+                    elem_id='live-audio')
 
 
 def output_widgets(audio_label: str) -> tp.Tuple[tp.Any, tp.Any]:

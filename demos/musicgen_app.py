@@ -3,13 +3,14 @@
 Run with ``python -m demos.musicgen_app`` (add ``--share`` for a public link, ``--model-path
 FOLDER`` to serve a local model such as ``tests/reference/cases/musicgen_text_tiny``).
 """
+from functools import partial
 import typing as tp
 
 import gradio as gr
 
 from audiocraft.models import MusicGen
-from demos.common import (DemoApp, check_generation_params, model_and_text_inputs, numpy_audio_to_tensor,
-                          output_widgets, run_demo)
+from demos.common import (DemoApp, check_generation_params, live_audio_widget, model_and_text_inputs,
+                          numpy_audio_to_tensor, output_widgets, run_demo)
 
 MODELS = (
     'facebook/musicgen-melody',
@@ -40,8 +41,9 @@ class MusicGenApp(DemoApp):
 
     def predict(self, model_name: str, text: str, melody: tp.Optional[tp.Tuple[int, tp.Any]],
                 duration: float, top_k: float, top_p: float, temperature: float, cfg_coef: float,
-                seed: float, progress: gr.Progress = gr.Progress()) -> tp.Tuple[str, tp.Any]:
-        """Generate one sample; returns (WAV path, waveform picture)."""
+                seed: float, progress: gr.Progress = gr.Progress()) -> tp.Iterator[tp.Tuple[tp.Any, tp.Any, tp.Any]]:
+        """Generate one sample, streamed to the live player while generating (up to the model's
+        max_duration); yields (live chunk, WAV path, waveform picture) updates."""
         if not model_name:
             raise gr.Error('Choose a model.')
         params = check_generation_params(duration=duration, top_k=top_k, top_p=top_p, temperature=temperature,
@@ -51,13 +53,18 @@ class MusicGenApp(DemoApp):
         melody_wav = numpy_audio_to_tensor(melody) if melody is not None else None
         with self.models.use(model_name) as model:
             model.set_generation_params(**params)
+            stream = params['duration'] <= model.max_duration  # longer ones extend window by window
             if melody_wav is not None and accepts_melody(model):
                 wav, sr = melody_wav
-                return self.generate(model, seed, progress,
-                                     lambda: model.generate_with_chroma([text], wav[None], sr, progress=True))
-            if melody_wav is not None:
-                gr.Warning('This model takes no melody; generating from the text only.')
-            return self.generate(model, seed, progress, lambda: model.generate([text], progress=True))
+                call = partial(model.generate_with_chroma, [text], wav[None], sr, progress=True)
+            else:
+                if melody_wav is not None:
+                    gr.Warning('This model takes no melody; generating from the text only.')
+                call = partial(model.generate, [text], progress=True)
+            if stream:
+                yield from self.generate_stream(model, seed, progress, partial(call, stream=True, chunk_seconds=1.0))
+            else:
+                yield (gr.skip(), *self.generate(model, seed, progress, call))
 
 
 def build_interface(app: MusicGenApp) -> gr.Blocks:
@@ -81,9 +88,10 @@ def build_interface(app: MusicGenApp) -> gr.Blocks:
                     cfg_coef = gr.Number(3.0, label='Classifier-free guidance', elem_id='cfg-coef')
                 generate = gr.Button('Generate', variant='primary', elem_id='generate')
             with gr.Column():
+                live = live_audio_widget()
                 audio, picture = output_widgets('Generated music')
         generate.click(app.predict, [model, text, melody, duration, top_k, top_p, temperature, cfg_coef, seed],
-                       [audio, picture], concurrency_limit=1)
+                       [live, audio, picture], concurrency_limit=1)
         gr.Examples([['An 80s driving pop song with heavy drums and synth pads in the background'],
                      ['A cheerful country song with acoustic guitars'],
                      ['lofi slow bpm electro chill with organic samples']], inputs=[text])

@@ -8,7 +8,6 @@ import math
 import os
 import random
 from itertools import product
-import logging
 
 import julius
 import omegaconf
@@ -322,7 +321,6 @@ def test_utils_helpers():
     assert utils.model_hash(model) == h
     with TorchAutocast(enabled=False, device_type='cpu', dtype=torch.bfloat16):
         assert model(torch.ones(1, 2)).dtype == torch.float32
-    utils.warn_once(logging.getLogger('audiocraft.tests'), 'only once')
     assert utils.is_jsonable({'a': [1]}) and not utils.is_jsonable(torch.ones(1))
 
 

@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
-from audiocraft.data.audio_utils import (compress, convert_audio, convert_audio_channels, f32_pcm, get_mp3,
-                                         i16_pcm, normalize_audio, normalize_loudness)
+from audiocraft.data.audio import compress, get_mp3
+from audiocraft.data.audio_utils import (convert_audio, convert_audio_channels, f32_pcm, i16_pcm, normalize_audio,
+                                         normalize_loudness)
+from audiocraft.data.resample import Resampler, ResamplerCache
 
 
 def _tone(freq: float = 440., sr: int = 16000, seconds: float = 1., amp: float = 0.5) -> torch.Tensor:
@@ -36,6 +38,30 @@ def test_convert_audio_resamples():
     assert torch.equal(convert_audio(wav, 16000, 16000, 1), wav)
     with pytest.raises(ValueError, match="positive"):
         convert_audio(wav, 0, 16000, 1)
+
+
+@pytest.mark.parametrize('rates', [(32000, 44100), (44100, 32000), (48000, 32000), (16000, 32000), (22050, 24000)])
+def test_resampler_matches_julius(rates):
+    # The filters are julius' (demucs and AudioCraft use them): the same samples, lengths included,
+    # for lengths whose float32 output length rounds up (julius' behaviour).
+    julius = pytest.importorskip('julius')
+    torch.manual_seed(0)
+    for length in (1, 999, 320037):
+        wav = torch.randn(2, 1, length)
+        expected = julius.resample_frac(wav, *rates)
+        got = Resampler(*rates)(wav)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_resampler_cache_is_per_owner():
+    first, second = ResamplerCache(), ResamplerCache()
+    assert first.get(32000, 44100) is first.get(32000, 44100)
+    assert first.get(32000, 44100) is not second.get(32000, 44100)
+    wav = torch.randn(1, 1, 3200)
+    assert torch.equal(convert_audio(wav, 32000, 44100, 1, first), convert_audio(wav, 32000, 44100, 1))
+    with pytest.raises(ValueError, match="integers"):
+        Resampler(32000.5, 44100)
 
 
 def test_normalize_strategies():

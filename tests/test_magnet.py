@@ -165,10 +165,14 @@ def test_lm_generate_errors(model):
         lm.generate(None, [], num_samples=1, max_gen_len=10, remove_prompts=True)
     with pytest.raises(ValueError, match='span_scoring'):
         lm.generate(None, [], num_samples=1, max_gen_len=10, span_scoring='mean')
+    # The checks are the autoregressive LM's (shared): this model cross-attends, so it needs conditions.
+    with pytest.raises(ValueError, match='cross-attention'):
+        lm.generate(torch.zeros(1, 4, 3, dtype=torch.long), [], max_gen_len=10)
+    no_text = [ConditioningAttributes(text={'description': None})]
     with pytest.raises(ValueError, match='shorter'):
-        lm.generate(torch.zeros(1, 4, 10, dtype=torch.long), [], max_gen_len=10)
+        lm.generate(torch.zeros(1, 4, 10, dtype=torch.long), no_text, max_gen_len=10)
     with pytest.raises(ValueError, match='Inconsistent'):
-        lm.generate(torch.zeros(2, 4, 3, dtype=torch.long), [], num_samples=1, max_gen_len=10)
+        lm.generate(torch.zeros(2, 4, 3, dtype=torch.long), no_text, num_samples=1, max_gen_len=10)
     with pytest.raises(ValueError, match='Prompt must be codes'):
         lm.generate(torch.zeros(1, 3, 3, dtype=torch.long), [], max_gen_len=10)
     with pytest.raises(TypeError):

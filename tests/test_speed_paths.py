@@ -1,6 +1,7 @@
 """The optimised inference paths compute what the plain ones do (no timing assertions here).
 
-- the oneDNN float32 linear (default at CPU inference) vs `F.linear`;
+- the kernels of `audiocraft.modules.optimized` (swapped into plain nn.Linear models) vs `F.linear`,
+  and the per-model choice among the exact ones;
 - generation with the KV cache vs recomputing the whole prefix at every step;
 - opt-in packed weights (`optimize_for_cpu`): 'fp16' is exact up to summation order for
   float16-representable weights (as released checkpoints are), 'bf16' and 'int8' stay within
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from audiocraft.models import MusicGen
 from audiocraft.models.loaders import load_lm_model
-from audiocraft.modules import fast_linear
+from audiocraft.modules import optimized
 from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, ConditioningAttributes
 
 # Documented tolerances of the reduced precisions on logits: max |error| / max |fp32 logit|.
@@ -39,37 +40,70 @@ def _greedy_tokens(model: MusicGen, descriptions=('80s pop', 'calm piano'), dura
     return model.generate(list(descriptions), return_tokens=True)[1]
 
 
-def test_fast_linear_matches_f_linear():
+def _swapped(layer: torch.nn.Linear, kernel: str) -> optimized.OptimizedLinear:
+    holder = torch.nn.Sequential(layer)
+    optimized.optimize_linears(holder, kernel=kernel)
+    return holder[0]
+
+
+@pytest.mark.parametrize('kernel', ['onednn', 'f_linear', 'fp16'])
+def test_exact_kernels_match_f_linear(kernel):
     torch.manual_seed(0)
-    weight, bias = torch.randn(96, 64), torch.randn(96)
+    plain = torch.nn.Linear(64, 96)
+    with torch.no_grad():
+        plain.weight.copy_(plain.weight.half().float())  # float16-representable, as released weights
+    layer = _swapped(torch.nn.Linear(64, 96), kernel)
+    layer.weight, layer.bias = plain.weight, plain.bias
     for shape in [(1, 64), (2, 1, 64), (4, 3, 64), (40, 64)]:
         x = torch.randn(*shape)
         with torch.no_grad():
-            out = fast_linear.linear(x, weight, bias)
-        assert out.shape == F.linear(x, weight, bias).shape
-        assert torch.allclose(out, F.linear(x, weight, bias), atol=1e-5, rtol=1e-5)
-    # Non-contiguous inputs and an empty batch.
-    x = torch.randn(64, 2).t()
-    assert torch.allclose(fast_linear.linear(x, weight), F.linear(x, weight), atol=1e-5)
-    assert fast_linear.linear(torch.randn(0, 64), weight).shape == (0, 96)
-    # Mixed precision stays autocast's business.
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        assert fast_linear.linear(torch.randn(2, 64), weight).dtype == torch.bfloat16
+            out = layer(x)
+        assert torch.allclose(out, F.linear(x, plain.weight, plain.bias), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        x = torch.randn(64, 2).t()  # non-contiguous
+        assert torch.allclose(layer(x), F.linear(x, plain.weight, plain.bias), atol=1e-5)
+        assert layer(torch.randn(0, 64)).shape == (0, 96)
+        with torch.autocast('cpu', dtype=torch.bfloat16):  # mixed precision stays autocast's business
+            assert layer(torch.randn(2, 64)).dtype == torch.bfloat16
 
 
-def test_fast_linear_keeps_autograd():
-    layer = fast_linear.FastLinear(8, 4)
+def test_swapped_layers_keep_parameters_state_dict_and_autograd():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    params = list(model.parameters())
+    kernel, _ = optimized.optimize_linears(model, 'fp32')
+    assert kernel in ('onednn', 'f_linear') and isinstance(model[0], optimized.OptimizedLinear)
+    assert list(model.parameters()) == params and list(model.state_dict()) == list(state)
     x = torch.randn(2, 8, requires_grad=True)
-    layer(x).sum().backward()
-    assert x.grad is not None and layer.weight.grad is not None
-    assert isinstance(layer, torch.nn.Linear) and set(layer.state_dict()) == {'weight', 'bias'}
+    model(x).sum().backward()
+    assert x.grad is not None and model[0].weight.grad is not None
+    assert optimized.restore_linears(model) == 2 and type(model[0]) is torch.nn.Linear
+    assert list(model.parameters()) == params
 
 
-def test_default_path_tokens_equal_plain_path(musicgen, monkeypatch):
+def test_auto_picks_fp16_only_for_float16_representable_weights():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    assert 'fp16' not in optimized.exact_kernels(model)  # random float32 weights: fp16 is not exact
+    with torch.no_grad():
+        model[0].weight.copy_(model[0].weight.half().float())
+        model[0].bias.copy_(model[0].bias.half().float())
+    if optimized.fbgemm_available():
+        assert 'fp16' in optimized.exact_kernels(model)
+    kernel, timings = optimized.optimize_linears(model, 'auto')
+    assert kernel in optimized.EXACT_KERNELS and kernel == min(timings, key=timings.get)
+    forced, _ = optimized.optimize_linears(model, kernel='f_linear')
+    assert forced == 'f_linear' and model[0].kernel == 'f_linear'
+
+
+def test_default_path_kernel_is_logged_and_forcible(musicgen):
+    assert musicgen.linear_kernel in ('onednn', 'f_linear')  # the golden case is stored in float32
     fast = _greedy_tokens(musicgen)
-    monkeypatch.setattr(fast_linear, '_onednn_linear_available', lambda: False)  # all through F.linear
-    plain = _greedy_tokens(musicgen)
-    assert torch.equal(fast, plain)
+    try:
+        musicgen.optimize_for_cpu(kernel='f_linear')
+        assert musicgen.linear_kernel == 'f_linear'
+        assert torch.equal(fast, _greedy_tokens(musicgen))
+    finally:
+        musicgen.optimize_for_cpu('auto')
 
 
 def test_kv_cache_matches_full_recomputation(musicgen):
@@ -99,11 +133,11 @@ def _relative_logit_error(lm, precision: str) -> float:
     codes = torch.randint(0, lm.card, (2, lm.num_codebooks, 20))
     attributes = [ConditioningAttributes(text={'description': d}) for d in ['80s pop', None]]
     with torch.no_grad():
-        fast_linear.pack_linear_weights(lm, 'fp32')
+        optimized.restore_linears(lm)
         ref = lm.compute_predictions(codes, attributes).logits
-        fast_linear.pack_linear_weights(lm, precision)
+        optimized.optimize_linears(torch.nn.ModuleList([lm.transformer, lm.linears]), precision)
         out = lm.compute_predictions(codes, attributes).logits
-        fast_linear.pack_linear_weights(lm, 'fp32')
+        optimized.restore_linears(lm)
     valid = ~torch.isnan(ref)
     return ((out - ref)[valid].abs().max() / ref[valid].abs().max()).item()
 
@@ -126,6 +160,9 @@ def test_fp16_generation_tokens_equal_fp32(musicgen):
     musicgen.optimize_for_cpu('fp16')
     try:
         assert torch.equal(_greedy_tokens(musicgen), reference)
+        # Weights now float16-representable: the default path may pick the fp16 kernel, exactly.
+        musicgen.optimize_for_cpu('auto')
+        assert torch.equal(_greedy_tokens(musicgen), reference)
     finally:
         musicgen.optimize_for_cpu('fp32')
 
@@ -139,18 +176,18 @@ def test_bf16_and_int8_generation_then_back_to_fp32(musicgen):
         assert ((tokens >= 0) & (tokens < musicgen.lm.card)).all(), precision
         # Tiny random models have near-tied logits, so agreement with fp32 is only reported by the
         # benchmark (`token_agreement_vs_fp32`); accuracy is bounded by the logits test above.
-        assert fast_linear.get_packed(musicgen.lm.linears[0]).precision == precision
+        assert musicgen.lm.linears[0].kernel == precision
         musicgen.optimize_for_cpu('fp32')
-        assert fast_linear.get_packed(musicgen.lm.linears[0]) is None
+        assert musicgen.lm.linears[0].kernel in ('onednn', 'f_linear')
         assert torch.equal(_greedy_tokens(musicgen), reference)
 
 
 def test_packed_weights_follow_parameter_updates():
     torch.manual_seed(0)
-    layer = fast_linear.FastLinear(64, 32).eval()
-    assert fast_linear.pack_linear_weights(layer, 'fp16') == 1
+    layer = _swapped(torch.nn.Linear(64, 32).eval(), 'fp16')
     x = torch.randn(3, 64)
     with torch.no_grad():
+        layer(x)  # packs
         layer.weight.mul_(2.0)  # in-place update after packing
         assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-3)
         layer.weight = torch.nn.Parameter(torch.randn(32, 64))  # replaced parameter
@@ -158,14 +195,15 @@ def test_packed_weights_follow_parameter_updates():
     # Under autograd the float32 parameters are used: gradients flow as usual.
     layer(x).sum().backward()
     assert layer.weight.grad is not None
-    assert fast_linear.pack_linear_weights(layer, 'fp32') == 0 and fast_linear.get_packed(layer) is None
 
 
 def test_optimize_for_cpu_rejects_bad_precision(musicgen):
     with pytest.raises(ValueError, match='precision'):
         musicgen.optimize_for_cpu('fp8')
+    with pytest.raises(ValueError, match='kernel'):
+        musicgen.optimize_for_cpu(kernel='mkl')
     with pytest.raises(ValueError, match='precision'):
-        fast_linear.pack_linear_weights(musicgen.lm, 'float16')
+        optimized.optimize_linears(musicgen.lm, 'float16')
     assert musicgen.optimize_for_cpu('fp32') is musicgen
 
 
@@ -201,3 +239,17 @@ def test_benchmark_quick_mode(tmp_path):
     for bad in (['--decode', 'cudagraph'], ['--decode', 'jit'], ['--precisions', 'fp8']):
         with pytest.raises(SystemExit):
             run.parse_args(['--quick'] + bad)
+
+
+def test_no_custom_op_at_import_and_compile_op_on_demand():
+    import subprocess
+    import sys
+    code = ("import torch, audiocraft.models\n"
+            "ns = getattr(torch.ops, 'audiocraft', None)\n"
+            "print(ns is not None and hasattr(ns, 'onednn_linear'))\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == 'False'
+    optimized.register_compile_op()
+    optimized.register_compile_op()  # idempotent
+    x, weight, bias = torch.randn(2, 8), torch.randn(4, 8), torch.randn(4)
+    assert torch.allclose(torch.ops.audiocraft.onednn_linear(x, weight, bias), F.linear(x, weight, bias), atol=1e-5)

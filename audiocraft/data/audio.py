@@ -1,5 +1,6 @@
-"""Audio file I/O: reading (any format ffmpeg decodes, via PyAV) and writing wav, mp3, ogg and flac."""
+"""Audio file I/O with PyAV: reading any format ffmpeg decodes, writing wav, mp3, ogg and flac, codec round trips."""
 from dataclasses import dataclass
+import io
 import logging
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio_utils import f32_pcm, i16_pcm, normalize_audio
+from .audio_utils import convert_audio, f32_pcm, i16_pcm, normalize_audio
 from ..utils.dependencies import import_compiled
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,6 @@ def _encode_av(target: FileLike, wav: torch.Tensor, sample_rate: int, format: st
     container_format, codec, sample_format = _FORMATS[format]
     channels = wav.shape[0]
     if format == 'mp3' and sample_rate not in _MP3_RATES:
-        from .audio_utils import convert_audio
         new_rate = min([r for r in _MP3_RATES if r >= sample_rate] or [_MP3_RATES[-1]])
         wav = convert_audio(wav, sample_rate, new_rate, channels)
         sample_rate = new_rate
@@ -311,3 +311,44 @@ def audio_write(stem_name: PathLike, wav: torch.Tensor, sample_rate: int, format
                                  "check that its folder exists and is writable.") from exc
         raise
     return path
+
+
+_AAC_PRIMING = 1024  # encoder delay of ffmpeg's AAC encoder, in samples
+
+
+def compress(wav: torch.Tensor, sr: int, target_format: str = 'mp3',
+             bitrate: str = '128k') -> tp.Tuple[torch.Tensor, int]:
+    """Encode `wav` [C, T] (or [B, C, T]) with a lossy codec in memory and decode it back.
+
+    Useful to simulate codec artefacts (augmentation, robustness metrics). Returns the
+    decoded waveform, trimmed or padded to the input length, and its sample rate.
+    """
+    if target_format not in ('mp3', 'flac', 'aac', 'wav'):
+        raise ValueError(f"Unsupported target format '{target_format}': use mp3, aac, flac or wav.")
+    batched = wav.dim() == 3
+    items = wav if batched else wav[None]
+    out = []
+    for item in items:
+        buffer = io.BytesIO()
+        _encode_av(buffer, item.detach().cpu().float(), sr, target_format, bitrate=bitrate)
+        buffer.seek(0)
+        decoded, out_sr = _decode_av(buffer, name=f'<{target_format} buffer>')
+        decoded = convert_audio(decoded, out_sr, sr, item.shape[0]) if out_sr != sr else decoded
+        length = item.shape[-1]
+        if target_format == 'aac' and decoded.shape[-1] >= length + _AAC_PRIMING:
+            # The decoder kept the encoder's priming samples: drop them to stay time-aligned.
+            decoded = decoded[..., _AAC_PRIMING:]
+        decoded = torch.nn.functional.pad(decoded[..., :length], (0, max(0, length - decoded.shape[-1])))
+        out.append(decoded.to(wav.device))
+    result = torch.stack(out)
+    return (result if batched else result[0]), sr
+
+
+def get_mp3(wav_tensor: torch.Tensor, sr: int, bitrate: str = "128k") -> torch.Tensor:
+    """`wav_tensor` [B, C, T] after an MP3 round trip at `bitrate`."""
+    return compress(wav_tensor, sr, 'mp3', bitrate)[0]
+
+
+def get_aac(wav_tensor: torch.Tensor, sr: int, bitrate: str = "128k") -> torch.Tensor:
+    """`wav_tensor` [B, C, T] after an AAC round trip at `bitrate`."""
+    return compress(wav_tensor, sr, 'aac', bitrate)[0]

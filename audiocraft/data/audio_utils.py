@@ -1,15 +1,14 @@
-"""Waveform utilities: channel and sample-rate conversion, normalisation, PCM conversion, lossy codecs."""
-import io
+"""Waveform utilities: channel and sample-rate conversion, normalisation, PCM conversion."""
 import logging
 import sys
 import typing as tp
 
-import julius
 import numpy as np
 import torch
 
+from .resample import Resampler, ResamplerCache
+
 logger = logging.getLogger(__name__)
-_AAC_PRIMING = 1024  # encoder delay of ffmpeg's AAC encoder, in samples
 
 
 def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor:
@@ -35,11 +34,18 @@ def convert_audio_channels(wav: torch.Tensor, channels: int = 2) -> torch.Tensor
     return wav
 
 
-def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int) -> torch.Tensor:
-    """Resample `wav` [..., C, T] from `from_rate` to `to_rate` (julius, band-limited) and set its channels."""
+def convert_audio(wav: torch.Tensor, from_rate: float, to_rate: float, to_channels: int,
+                  resamplers: tp.Optional[ResamplerCache] = None) -> torch.Tensor:
+    """Resample `wav` [..., C, T] from `from_rate` to `to_rate` (band-limited, as julius) and set its channels.
+
+    Pass the `resamplers` cache of the calling object to reuse filters across calls.
+    """
     if from_rate <= 0 or to_rate <= 0:
         raise ValueError(f"Sample rates must be positive, got {from_rate} and {to_rate}.")
-    wav = julius.resample_frac(wav, int(from_rate), int(to_rate))
+    if int(from_rate) != int(to_rate):
+        resample = resamplers.get(int(from_rate), int(to_rate)) if resamplers is not None else \
+            Resampler(int(from_rate), int(to_rate))
+        wav = resample(wav)
     return convert_audio_channels(wav, to_channels)
 
 
@@ -157,42 +163,3 @@ def i16_pcm(wav: torch.Tensor) -> torch.Tensor:
     if wav.dtype != torch.int16:
         raise ValueError(f"Unsupported wav dtype for int16 conversion: {wav.dtype}")
     return wav
-
-
-def compress(wav: torch.Tensor, sr: int, target_format: str = 'mp3',
-             bitrate: str = '128k') -> tp.Tuple[torch.Tensor, int]:
-    """Encode `wav` [C, T] (or [B, C, T]) with a lossy codec in memory and decode it back.
-
-    Useful to simulate codec artefacts (augmentation, robustness metrics). Returns the
-    decoded waveform, trimmed or padded to the input length, and its sample rate.
-    """
-    from .audio import _decode_av, _encode_av
-    if target_format not in ('mp3', 'flac', 'aac', 'wav'):
-        raise ValueError(f"Unsupported target format '{target_format}': use mp3, aac, flac or wav.")
-    batched = wav.dim() == 3
-    items = wav if batched else wav[None]
-    out = []
-    for item in items:
-        buffer = io.BytesIO()
-        _encode_av(buffer, item.detach().cpu().float(), sr, target_format, bitrate=bitrate)
-        buffer.seek(0)
-        decoded, out_sr = _decode_av(buffer, name=f'<{target_format} buffer>')
-        decoded = convert_audio(decoded, out_sr, sr, item.shape[0]) if out_sr != sr else decoded
-        length = item.shape[-1]
-        if target_format == 'aac' and decoded.shape[-1] >= length + _AAC_PRIMING:
-            # The decoder kept the encoder's priming samples: drop them to stay time-aligned.
-            decoded = decoded[..., _AAC_PRIMING:]
-        decoded = torch.nn.functional.pad(decoded[..., :length], (0, max(0, length - decoded.shape[-1])))
-        out.append(decoded.to(wav.device))
-    result = torch.stack(out)
-    return (result if batched else result[0]), sr
-
-
-def get_mp3(wav_tensor: torch.Tensor, sr: int, bitrate: str = "128k") -> torch.Tensor:
-    """`wav_tensor` [B, C, T] after an MP3 round trip at `bitrate`."""
-    return compress(wav_tensor, sr, 'mp3', bitrate)[0]
-
-
-def get_aac(wav_tensor: torch.Tensor, sr: int, bitrate: str = "128k") -> torch.Tensor:
-    """`wav_tensor` [B, C, T] after an AAC round trip at `bitrate`."""
-    return compress(wav_tensor, sr, 'aac', bitrate)[0]

@@ -42,11 +42,6 @@ def set_zip_cache_size(max_size: int) -> None:
         raise ValueError(f"max_size must be >= 0, got {max_size}.")
 
 
-def _open_zip(path: str, mode: MODE = 'r') -> zipfile.ZipFile:
-    """Open a zip archive (the caller closes it)."""
-    return zipfile.ZipFile(path, mode)
-
-
 def open_file_in_zip(path_in_zip: PathInZip, mode: str = 'r') -> tp.IO[bytes]:
     """Read a file from a zip archive into memory and return it as a binary file object.
 

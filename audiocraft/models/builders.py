@@ -226,14 +226,12 @@ def get_lm_model(cfg: omegaconf.DictConfig) -> 'LMModel':
     pattern_provider = get_codebooks_pattern_provider(n_q, codebooks_pattern_cfg)
     lm_class: tp.Type[LMModel] = LMModel
     if cfg.lm_model == 'transformer_lm_magnet':
-        from .lm_magnet import MagnetLMModel
+        from .lm_magnet import MagnetLMModel, magnet_config_patch
         lm_class = MagnetLMModel
-        # The configs hold placeholders (0 / -1, as AudioCraft's) that the MAGNeT solver and loader
-        # fill in from dataset.segment_duration and masking.span_len; do the same here when they are not.
-        if kwargs.get('segment_duration') in (None, 0) and 'dataset' in cfg:
-            kwargs['segment_duration'] = cfg.dataset.segment_duration
-        if kwargs.get('span_len') in (None, -1) and 'masking' in cfg:
-            kwargs['span_len'] = cfg.masking.span_len
+        # The configs hold placeholders (0 / -1, as AudioCraft's) for what the training config knows.
+        for key, value in magnet_config_patch(cfg).items():
+            if kwargs.get(key) in (None, 0, -1):
+                kwargs[key] = value
     device = 'meta' if meta else cfg.device
     model = lm_class(
         pattern_provider=pattern_provider,

@@ -23,7 +23,7 @@ import typing as tp
 
 import torch
 
-from ..modules.fast_linear import has_packed_weights
+from ..modules.optimized import uses_packed_kernel
 from ..utils.errors import InvalidArgumentError
 
 if tp.TYPE_CHECKING:
@@ -59,6 +59,13 @@ class DecodeOptions:
         return self.static or self.compile or self.cuda_graph
 
 
+def mix_cfg(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, coef: tp.Union[float, torch.Tensor]
+            ) -> torch.Tensor:
+    """Classifier-free guidance: move from the unconditional logits towards the conditional ones
+    by `coef`. The one formula of every decoding path (MusicGen, two-step CFG, MAGNeT)."""
+    return uncond_logits + (cond_logits - uncond_logits) * coef
+
+
 def cfg_logits(lm: 'LMModel', sequence: torch.Tensor, condition_tensors: 'ConditionTensors',
                cfg_coef: float) -> torch.Tensor:
     """Guided logits [B, K, card] of the last step of `sequence` [B, K, T].
@@ -72,7 +79,7 @@ def cfg_logits(lm: 'LMModel', sequence: torch.Tensor, condition_tensors: 'Condit
     logits = lm(sequence, conditions=[], condition_tensors=condition_tensors)  # [B or 2B, K, T, card]
     if condition_tensors:
         cond_logits, uncond_logits = logits.split(B, dim=0)
-        logits = uncond_logits + (cond_logits - uncond_logits) * cfg_coef
+        logits = mix_cfg(cond_logits, uncond_logits, cfg_coef)
     return logits[:, :, -1]
 
 
@@ -104,7 +111,7 @@ class StepRunner:
         self.options = options
         self.device = next(iter(lm.parameters())).device
         self._graphs = CudaGraphs(self.device) if options.cuda_graph else None
-        if options.compile and has_packed_weights(lm):
+        if options.compile and uses_packed_kernel(lm):
             raise InvalidArgumentError("torch.compile does not combine with packed reduced-precision weights: call "
                                        "optimize_for_cpu('fp32') or turn compile off.")
         self.fed = 0  # positions written to the cache so far (known on the host, never read back)

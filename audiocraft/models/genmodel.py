@@ -11,6 +11,7 @@ import typing as tp
 import omegaconf
 import torch
 
+from ..data.resample import ResamplerCache
 from ..modules.conditioners import ConditioningAttributes
 from .encodec import CompressionModel
 from .lm import LMModel
@@ -107,8 +108,13 @@ class BaseGenModel(ABC):
         self.device = next(iter(lm.parameters())).device
         self.generation_params: dict = {}
         self._progress_callback: tp.Optional[ProgressCallback] = None
+        # Resampling filters for prompts and melodies, built once per rate pair for this model.
+        self._resamplers = ResamplerCache()
+        self.linear_kernel: tp.Optional[str] = None
+        self.linear_kernel_timings: tp.Dict[str, float] = {}
         if self.device.type == 'cpu':
             self.autocast = TorchAutocast(enabled=False)
+            self.optimize_for_cpu('auto')
         else:
             self.autocast = TorchAutocast(enabled=True, device_type=self.device.type, dtype=torch.float16)
 
@@ -127,30 +133,41 @@ class BaseGenModel(ABC):
         """Number of channels of the generated audio."""
         return self.compression_model.channels
 
-    def optimize_for_cpu(self, precision: str = 'fp16', compile: bool = False) -> 'BaseGenModel':
-        """Opt in to packed reduced-precision LM weights for faster CPU generation; returns self.
+    def optimize_for_cpu(self, precision: str = 'auto', compile: bool = False,
+                         kernel: tp.Optional[str] = None) -> 'BaseGenModel':
+        """Choose how the LM's linear layers compute on CPU; returns self. Called with 'auto' at load.
 
-        'fp16': float16 weights, float32 activations and accumulation. Released checkpoints are
-        stored in float16, so for them this is exact up to float32 summation order (greedy
-        tokens match the default path in our tests); about 1.7x faster generation.
-        'bf16': bfloat16 weights and activations (~1e-2 relative error on logits).
-        'int8': int8 per-channel weights, dynamically quantized activations (~5e-2 relative
-        error on logits; the fastest). 'fp32': back to the default float32 path.
-        The float32 parameters are kept (state_dict and training are unaffected); packed copies
-        add 2 (fp16, bf16) or 1 (int8) bytes per weight. `compile=True` (fp32 only) compiles the
-        decoding step with torch.compile (the first call compiles, 15 to 50 s; on a 2-core CPU
-        it measured at par with the default path). See docs/MUSICGEN.md, "Performance".
+        'auto' (the default path): the fastest kernel that is exact for these weights, measured
+        on them (`audiocraft.modules.optimized`): float32 oneDNN or `F.linear`, or, when every
+        weight is float16-representable (released checkpoints are stored in float16), float16
+        packed weights with float32 accumulation, which read half the bytes.
+        'fp32': the fastest float32 kernel. 'fp16': force the float16 packing (rounds float32
+        weights). 'bf16': bfloat16 weights and activations (~1e-2 relative error on logits).
+        'int8': int8 per-channel weights, dynamically quantized activations (~5e-2; fastest).
+        `kernel` forces one of 'onednn', 'f_linear', 'fp16', 'bf16', 'int8'. The float32
+        parameters stay (state_dict and training unaffected); packed copies add 2 (fp16, bf16)
+        or 1 (int8) bytes per weight. `compile=True` (float32 kernels) compiles the decoding step
+        with torch.compile (the first call compiles, 15 to 50 s). The choice and its timings are
+        logged and kept in `linear_kernel` / `linear_kernel_timings`.
         """
-        from ..modules.fast_linear import PRECISIONS, pack_linear_weights
+        from torch import nn
+        from ..modules.optimized import PRECISIONS, optimize_linears
         if precision not in PRECISIONS:
             raise InvalidArgumentError(f"Unknown precision {precision!r}, expected one of {PRECISIONS}.")
-        if precision != 'fp32' and self.device.type != 'cpu':
+        if precision not in ('auto', 'fp32') and self.device.type != 'cpu':
             raise InvalidArgumentError(f"optimize_for_cpu(precision={precision!r}) needs a model on CPU, this "
                                        f"one is on {self.device}; on GPUs use optimize_for_gpu().")
-        if compile and precision != 'fp32':
+        if compile and precision not in ('auto', 'fp32'):
             raise InvalidArgumentError("compile=True works with precision='fp32' only (packed weights are opaque "
                                        "to torch.compile).")
-        pack_linear_weights(self.lm, precision)
+        # Only what runs at every step: the conditioners (T5...) run once per call.
+        per_step = nn.ModuleList([self.lm.transformer, self.lm.linears])
+        rows = 2 if self.lm.STEP_DECODING else 128  # one step with CFG, or a slice of a whole-sequence pass
+        try:
+            self.linear_kernel, self.linear_kernel_timings = optimize_linears(
+                per_step, precision, kernel=kernel, rows=rows, compile=compile)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from exc
         self.lm.set_decode_options(compile=compile)
         return self
 
@@ -172,6 +189,9 @@ class BaseGenModel(ABC):
         if self.device.type != 'cuda':
             raise InvalidArgumentError(f"optimize_for_gpu() needs a model on a CUDA device, this one is on "
                                        f"{self.device}; on CPU use optimize_for_cpu().")
+        from ..modules.optimized import restore_linears
+        restore_linears(self.lm)  # CPU kernels do not apply on GPUs
+        self.linear_kernel, self.linear_kernel_timings = None, {}
         if dtype == 'fp32':
             self.lm.float()
             self.autocast = TorchAutocast(enabled=False)
@@ -274,12 +294,19 @@ class BaseGenModel(ABC):
             return self.generate_audio(tokens), tokens
         return self.generate_audio(tokens)
 
-    def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False
-                 ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
-        """Generate one sample per text description."""
+    def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False,
+                 stream: bool = False, chunk_seconds: float = 1.0) -> tp.Any:
+        """Generate one sample per text description.
+
+        With `stream=True`, return an iterator of audio chunks [B, C, n] yielded while the tokens
+        are generated, about `chunk_seconds` each (see `audio_stream`); their concatenation is
+        the audio `generate` returns, to 1e-3. Up to `max_duration`; `return_tokens` does not apply.
+        """
         descriptions = _check_descriptions(descriptions)
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
         assert prompt_tokens is None
+        if stream:
+            return self._stream_audio(attributes, prompt_tokens, chunk_seconds, progress)
         tokens = self._generate_tokens(attributes, prompt_tokens, progress)
         if return_tokens:
             return self.generate_audio(tokens), tokens
@@ -304,7 +331,7 @@ class BaseGenModel(ABC):
         if not torch.isfinite(prompt).all():
             raise InvalidArgumentError("prompt contains NaN or infinite samples: clean the audio "
                                        "(e.g. torch.nan_to_num) before continuing it.")
-        prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels)
+        prompt = convert_audio(prompt, prompt_sample_rate, self.sample_rate, self.audio_channels, self._resamplers)
         if descriptions is None:
             descriptions = [None] * len(prompt)
         else:
@@ -401,6 +428,47 @@ class BaseGenModel(ABC):
             prompt_length = prompt_tokens.shape[-1]
             offset += stride_tokens
         return torch.cat(all_tokens, dim=-1)
+
+    def _stream_audio(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: tp.Optional[torch.Tensor],
+                      chunk_seconds: float, progress: bool = False) -> tp.Iterator[torch.Tensor]:
+        """Audio chunks [B, C, n] decoded with overlap while the LM generates (one window, no extension)."""
+        from .audio_stream import StreamingDecoder
+        if not self.lm.STEP_DECODING:
+            raise InvalidArgumentError(f"{type(self).__name__} decodes whole sequences at once: stream=True does "
+                                       "not apply to it.")
+        if self.duration > self.max_duration:
+            raise InvalidArgumentError(f"stream=True generates up to max_duration ({self.max_duration}s) in one "
+                                       f"window; the duration is {self.duration}s.")
+        if not chunk_seconds > 0:
+            raise InvalidArgumentError(f"chunk_seconds must be positive, got {chunk_seconds}.")
+        total = int(self.duration * self.frame_rate)
+        if prompt_tokens is not None and prompt_tokens.shape[-1] >= total:
+            raise InvalidArgumentError(f"Prompt ({prompt_tokens.shape[-1]} frames) leaves nothing to generate for a "
+                                       f"duration of {self.duration}s.")
+        decoder = StreamingDecoder(self.compression_model, max(1, int(round(chunk_seconds * self.frame_rate))))
+        prompt_length = 0 if prompt_tokens is None else prompt_tokens.shape[-1]
+        tracker = GenerationProgress([total - prompt_length], self._progress_callback, progress)
+        steps = self.lm.iter_generate(prompt_tokens, attributes, callback=tracker if tracker.active else None,
+                                      max_gen_len=total, **self.generation_params)
+        try:
+            while True:
+                # Autocast only around the model's own work: the caller's code runs between chunks.
+                with self.autocast:
+                    try:
+                        ready, codes = next(steps)
+                    except StopIteration as stop:
+                        final_codes = stop.value
+                        break
+                    chunk = decoder.push(codes, ready)
+                if chunk is not None:
+                    yield chunk
+            with self.autocast:
+                chunk = decoder.push(lambda: final_codes, final_codes.shape[-1], final=True)
+            if chunk is not None:
+                yield chunk
+        finally:
+            steps.close()  # leaves the LM's streaming state if the caller stops early
+            tracker.close()
 
     def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:
         """Decode tokens [B, K, T] into audio [B, C, T_audio]."""

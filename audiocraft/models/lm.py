@@ -20,14 +20,14 @@ from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDrop
                                     ConditioningAttributes, ConditioningProvider)
 from ..modules.conditioners.base import ConditionType
 from ..modules.streaming import State, StreamingModule
-from .decoding import DecodeOptions, StepRunner, cfg_logits
-from ..modules.fast_linear import FastLinear
+from .decoding import DecodeOptions, StepRunner, cfg_logits, mix_cfg
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
 from ..utils.errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 ConditionTensors = tp.Dict[str, ConditionType]
+_ATTENTION_PROJECTIONS = ('in_proj', 'q_proj', 'kv_proj')
 CFGConditions = tp.Union[ConditionTensors, tp.Tuple[ConditionTensors, ConditionTensors]]
 
 
@@ -153,7 +153,7 @@ class LMModel(StreamingModule):
         self.out_norm: tp.Optional[nn.Module] = None
         if norm_first:
             self.out_norm = create_norm_fn(norm, dim, device=device)
-        self.linears = nn.ModuleList([FastLinear(dim, self.card, bias=bias_proj, device=device)
+        self.linears = nn.ModuleList([nn.Linear(dim, self.card, bias=bias_proj, device=device)
                                       for _ in range(n_q)])
         self._init_weights(weight_init, depthwise_init, zero_bias_init)
         # Set by the training solver when wrapping with FSDP; kept out of the module tree.
@@ -194,7 +194,11 @@ class LMModel(StreamingModule):
                 depth = layer_idx + 1
             elif depthwise_init == 'global':
                 depth = len(self.transformer.layers)
-            tr_layer.apply(partial(init_layer, method=weight_init, init_depth=depth, zero_bias_init=zero_bias_init))
+            for name, module in tr_layer.named_modules():
+                # As in AudioCraft, the attention input projections keep their own initialisation
+                # (there they are a raw parameter, not a Linear module).
+                if not name.endswith(_ATTENTION_PROJECTIONS):
+                    init_layer(module, method=weight_init, init_depth=depth, zero_bias_init=zero_bias_init)
         for linear in self.linears:
             init_layer(linear, method=weight_init, init_depth=None, zero_bias_init=zero_bias_init)
 
@@ -286,8 +290,7 @@ class LMModel(StreamingModule):
             unconditional_state.update(self.get_streaming_state())
             self.set_streaming_state(state)
             # AudioCraft's two-step path uses the model's own coefficient, not the argument.
-            logits = uncond_logits + (cond_logits - uncond_logits) * self.cfg_coef
-            logits = logits[:, :, -1]
+            logits = mix_cfg(cond_logits, uncond_logits, self.cfg_coef)[:, :, -1]
         else:
             assert isinstance(cfg_conditions, dict)
             logits = cfg_logits(model, sequence, cfg_conditions, cfg_coef)
@@ -298,17 +301,35 @@ class LMModel(StreamingModule):
                             top_p: float) -> torch.Tensor:
         """Next tokens [B, K, 1] from the logits [B, K, card] of one step."""
         # Greedy decoding when not sampling or with a zero temperature (avoids dividing by 0).
-        if use_sampling and temp > 0.0:
-            probs = torch.softmax(logits / temp, dim=-1)
-            if top_p > 0.0:
-                next_token = utils.sample_top_p(probs, p=top_p)
-            elif top_k > 0:
-                next_token = utils.sample_top_k(probs, k=top_k)
-            else:
-                next_token = utils.multinomial(probs, num_samples=1)
-        else:
-            next_token = torch.argmax(logits, dim=-1, keepdim=True)
-        return next_token
+        sampling = use_sampling and temp > 0.0
+        probs = torch.softmax(logits / temp, dim=-1) if sampling else None
+        return LMModel._pick_tokens(logits, probs, top_k, top_p)
+
+    @staticmethod
+    def _pick_tokens(logits: torch.Tensor, probs: tp.Optional[torch.Tensor], top_k: int,
+                     top_p: float) -> torch.Tensor:
+        """One token per position ([..., 1]): sampled from `probs` (top-p wins over top-k), or the
+        argmax of `logits` when `probs` is None (greedy). Shared with MAGNeT."""
+        if probs is None:
+            return torch.argmax(logits, dim=-1, keepdim=True)
+        if top_p > 0.0:
+            return utils.sample_top_p(probs, p=top_p)
+        if top_k > 0:
+            return utils.sample_top_k(probs, k=top_k)
+        return utils.multinomial(probs, num_samples=1)
+
+    def _cfg_condition_tensors(self, conditions: tp.List[ConditioningAttributes], two_step_cfg: bool
+                               ) -> CFGConditions:
+        """Condition tensors for classifier-free guidance: the conditional and null (fully dropped)
+        conditions in one batch of 2B (default), or as a (conditional, null) pair for two-step CFG;
+        empty without conditions. Shared with MAGNeT."""
+        if not conditions:
+            return {}
+        null_conditions = ClassifierFreeGuidanceDropout(p=1.0)(conditions)
+        if two_step_cfg:
+            return (self.condition_provider(self.condition_provider.tokenize(conditions)),
+                    self.condition_provider(self.condition_provider.tokenize(null_conditions)))
+        return self.condition_provider(self.condition_provider.tokenize(conditions + null_conditions))
 
     def _check_generate_inputs(self, prompt: tp.Optional[torch.Tensor],
                                conditions: tp.List[ConditioningAttributes],
@@ -340,6 +361,12 @@ class LMModel(StreamingModule):
                                        f"max_gen_len ({max_gen_len}).")
         return batch
 
+    @staticmethod
+    def _known_codes(pattern: tp.Any, gen_sequence: torch.Tensor, ready: int) -> torch.Tensor:
+        """Codes [B, K, ready] of the first `ready` (complete) timesteps of a pattern sequence."""
+        codes, _, _ = pattern.revert_pattern_sequence(gen_sequence, special_token=-1)
+        return codes[..., :ready].clone()
+
     @torch.no_grad()
     def generate(self, prompt: tp.Optional[torch.Tensor] = None,
                  conditions: tp.List[ConditioningAttributes] = [],
@@ -348,6 +375,40 @@ class LMModel(StreamingModule):
                  two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
                  callback: tp.Optional[tp.Callable[[int, int], None]] = None, **kwargs: tp.Any) -> torch.Tensor:
         """Generate codes [B, K, T] autoregressively, continuing `prompt` codes if given.
+
+        Same arguments as `iter_generate`, which this runs to the end.
+        """
+        steps = self.iter_generate(prompt, conditions, num_samples, max_gen_len, use_sampling, temp, top_k, top_p,
+                                   cfg_coef, two_step_cfg, remove_prompts, check, callback, **kwargs)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+
+    @staticmethod
+    def _last_step_of_timesteps(pattern: tp.Any, timesteps: int) -> tp.List[int]:
+        """For each timestep t < `timesteps`, the last pattern step holding one of its codes."""
+        last = [0] * timesteps
+        for step, coords in enumerate(pattern.layout):
+            for coord in coords:
+                if coord.t < timesteps:
+                    last[coord.t] = max(last[coord.t], step)
+        return last
+
+    @torch.no_grad()
+    def iter_generate(self, prompt: tp.Optional[torch.Tensor] = None,
+                      conditions: tp.List[ConditioningAttributes] = [],
+                      num_samples: tp.Optional[int] = None, max_gen_len: int = 256, use_sampling: bool = True,
+                      temp: float = 1.0, top_k: int = 250, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
+                      two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
+                      callback: tp.Optional[tp.Callable[[int, int], None]] = None, **kwargs: tp.Any
+                      ) -> tp.Generator[tp.Tuple[int, tp.Callable[[], torch.Tensor]], None, torch.Tensor]:
+        """Generate codes [B, K, T] step by step: after each step, yield `(ready, codes)`, where `ready`
+        is the number of timesteps (prompt included) whose K codes are all known and `codes()`
+        returns them [B, K, ready]. Returns (StopIteration.value) what `generate` returns.
+
+        The model streams between steps: finish or close the generator before other uses of it.
 
         Args:
             prompt: Prompt codes [B, K, T_prompt] or None.
@@ -369,21 +430,8 @@ class LMModel(StreamingModule):
 
         # CFG: one conditional and one null set of conditions, by default in a single batch of 2B
         # (twice as fast, and the streaming state sees one pass per step).
-        cfg_conditions: CFGConditions
         two_step_cfg = self.two_step_cfg if two_step_cfg is None else two_step_cfg
-        if conditions:
-            null_conditions = ClassifierFreeGuidanceDropout(p=1.0)(conditions)
-            if two_step_cfg:
-                cfg_conditions = (
-                    self.condition_provider(self.condition_provider.tokenize(conditions)),
-                    self.condition_provider(self.condition_provider.tokenize(null_conditions)),
-                )
-            else:
-                conditions = conditions + null_conditions
-                tokenized = self.condition_provider.tokenize(conditions)
-                cfg_conditions = self.condition_provider(tokenized)
-        else:
-            cfg_conditions = {}
+        cfg_conditions = self._cfg_condition_tensors(conditions, two_step_cfg)
 
         if prompt is None:
             prompt = torch.zeros((num_samples, self.num_codebooks, 0), dtype=torch.long, device=device)
@@ -400,6 +448,8 @@ class LMModel(StreamingModule):
             raise RuntimeError(f"The codebooks pattern has no step for timestep {start_offset}.")
 
         special = torch.full([], self.special_token_id, dtype=torch.long, device=device)
+        last_step = self._last_step_of_timesteps(pattern, max_gen_len)
+        ready = yielded = start_offset  # the prompt is known from the start
         cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
         with self.streaming():
             gen_sequence_len = gen_sequence.shape[-1]
@@ -434,6 +484,11 @@ class LMModel(StreamingModule):
                 prev_offset = offset
                 if callback is not None:
                     callback(1 + offset - start_offset_sequence, gen_sequence_len - start_offset_sequence)
+                while ready < max_gen_len and last_step[ready] <= offset:
+                    ready += 1
+                if ready > yielded:
+                    yielded = ready
+                    yield ready, partial(self._known_codes, pattern, gen_sequence, ready)
         unconditional_state.clear()
 
         if (gen_sequence == unknown_token).any():

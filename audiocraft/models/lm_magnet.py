@@ -11,9 +11,32 @@ import typing as tp
 
 import torch
 
-from ..modules.conditioners import ClassifierFreeGuidanceDropout, ConditioningAttributes, ConditionTensors
-from ..utils import utils
+from ..modules.conditioners import ConditioningAttributes, ConditionTensors
+from .decoding import mix_cfg
 from .lm import LMModel
+
+
+def magnet_config_patch(cfg: tp.Any, compression_model_framerate: tp.Optional[int] = None) -> tp.Dict[str, tp.Any]:
+    """The `transformer_lm` entries a MAGNeT LM needs beyond its training config, in one place:
+    the attention masks are sized from the training `dataset.segment_duration` and the codec
+    frame rate, and spans from `masking.span_len`. Used by the loader, the builder and the solver."""
+    patch: tp.Dict[str, tp.Any] = {}
+    if 'dataset' in cfg and cfg.dataset.get('segment_duration') is not None:
+        patch['segment_duration'] = cfg.dataset.segment_duration
+    if 'masking' in cfg and cfg.masking.get('span_len') is not None:
+        patch['span_len'] = cfg.masking.span_len
+    if compression_model_framerate is not None:
+        patch['compression_model_framerate'] = compression_model_framerate
+    return patch
+
+
+def apply_magnet_config_patch(cfg: tp.Any, compression_model_framerate: tp.Optional[int] = None) -> None:
+    """Write `magnet_config_patch` into `cfg.transformer_lm` (in place)."""
+    import omegaconf
+    with omegaconf.open_dict(cfg.transformer_lm):
+        for key, value in magnet_config_patch(cfg, compression_model_framerate).items():
+            cfg.transformer_lm[key] = value
+
 
 # Score given to tokens that must never be masked again (prompt, already decided spans).
 DONT_REMASK_ME_SCORE = -1e4
@@ -206,37 +229,14 @@ class MagnetLMModel(LMModel):
             raise ValueError(f"decoding_steps needs one positive number of steps per codebook "
                              f"({self.n_q}), got {list(decoding_steps)}.")
         device = next(iter(self.parameters())).device
-
-        if num_samples is not None:
-            batch = num_samples
-        elif prompt is not None:
-            batch = prompt.shape[0]
-        elif conditions:
-            batch = len(conditions)
-        else:
-            batch = 1
-        if prompt is not None and (prompt.dim() != 3 or prompt.shape[1] != self.num_codebooks):
-            raise ValueError(f"Prompt must be codes [B, {self.num_codebooks}, T], got {tuple(prompt.shape)}.")
-        if prompt is not None and prompt.shape[0] != batch:
-            raise ValueError(f"Inconsistent batch: prompt has {prompt.shape[0]} items, expected {batch}.")
-        if conditions and len(conditions) != batch:
-            raise ValueError(f"Inconsistent batch: {len(conditions)} conditions, expected {batch}.")
-        if batch <= 0:
-            raise ValueError("Nothing to generate: the number of samples must be positive.")
-
-        # The conditional and the null (fully dropped) conditions go through the model in one batch.
-        cfg_conditions: ConditionTensors = {}
-        if conditions:
-            null_conditions = ClassifierFreeGuidanceDropout(p=1.0)(conditions)
-            tokenized = self.condition_provider.tokenize(conditions + null_conditions)
-            cfg_conditions = self.condition_provider(tokenized)
+        # The LM's checks and CFG batch: conditional and null conditions in one batch of 2B.
+        batch = self._check_generate_inputs(prompt, conditions, num_samples, max_gen_len)
+        cfg_conditions = self._cfg_condition_tensors(conditions, two_step_cfg=False)
+        assert isinstance(cfg_conditions, dict)
 
         if prompt is None:
             prompt = torch.zeros((batch, self.num_codebooks, 0), dtype=torch.long, device=device)
         start_offset = prompt.shape[-1]
-        if start_offset >= max_gen_len:
-            raise ValueError(f"The prompt ({start_offset} steps) must be shorter than the generation "
-                             f"({max_gen_len} steps).")
 
         gen_sequence = torch.full((batch, prompt.shape[1], max_gen_len), self.special_token_id,
                                   dtype=torch.long, device=device)
@@ -252,17 +252,6 @@ class MagnetLMModel(LMModel):
                 span_scoring=span_scoring, use_sampling=use_sampling, span_arrangement=span_arrangement,
                 curr_step=curr_step, total_steps=total_steps, callback=callback)
         return gen_sequence
-
-    def _sample_stage_tokens(self, probs: torch.Tensor, logits: torch.Tensor, use_sampling: bool,
-                             top_k: int, top_p: float) -> torch.Tensor:
-        """Pick one token per step from [B, 1, T, card] probabilities; returns [B, 1, T, 1]."""
-        if not use_sampling:
-            return torch.argmax(logits, dim=-1, keepdim=True)
-        if top_p > 0.0:
-            return utils.sample_top_p(probs, p=top_p)
-        if top_k > 0:
-            return utils.sample_top_k(probs, k=top_k)
-        return utils.multinomial(probs, num_samples=1)
 
     @torch.no_grad()
     def _generate_stage(self, gen_sequence: torch.Tensor,
@@ -352,14 +341,14 @@ class MagnetLMModel(LMModel):
                 # Classifier free guidance, annealed with the masking rate.
                 cond_logits, uncond_logits = all_logits.split(B, dim=0)
                 cfg = float(mask_p) * max_cfg_coef + (1 - float(mask_p)) * min_cfg_coef
-                logits = uncond_logits + (cond_logits - uncond_logits) * cfg
+                logits = mix_cfg(cond_logits, uncond_logits, cfg)
             else:
                 logits = all_logits
 
             t = temp * (steps_left / timesteps) if anneal_temp else temp  # linear temperature annealing
             logits = logits[:, stage, :, :].unsqueeze(1)
             probs = torch.softmax(logits / max(t, 1e-2), dim=-1)
-            sampled_tokens = self._sample_stage_tokens(probs, logits, use_sampling, top_k, top_p)
+            sampled_tokens = self._pick_tokens(logits, probs if use_sampling else None, top_k, top_p)
 
             mask = stage_gen_seq == mask_id
             stage_gen_seq = torch.where(mask, sampled_tokens[..., 0], stage_gen_seq)

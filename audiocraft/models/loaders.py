@@ -296,8 +296,7 @@ def load_lm_model_magnet(file_or_url_or_id: tp.Union[Path, str], compression_mod
         if cfg.get('lm_model') != 'transformer_lm_magnet':
             raise ValueError(f"Checkpoint {str(file_or_url_or_id)!r} is not a MAGNeT model (lm_model="
                              f"{cfg.get('lm_model')!r}); load it with MusicGen/AudioGen.get_pretrained instead.")
-        cfg.transformer_lm.compression_model_framerate = compression_model_frame_rate
-        cfg.transformer_lm.segment_duration = cfg.dataset.segment_duration
-        cfg.transformer_lm.span_len = cfg.masking.span_len
+        from .lm_magnet import apply_magnet_config_patch
+        apply_magnet_config_patch(cfg, compression_model_frame_rate)
 
     return _load_lm(file_or_url_or_id, device, cache_dir, adapt_cfg)

@@ -118,14 +118,15 @@ class MusicGen(BaseGenModel):
                                   two_step_cfg, extend_stride)
 
     def generate_with_chroma(self, descriptions: tp.List[tp.Optional[str]], melody_wavs: MelodyType,
-                             melody_sample_rate: int, progress: bool = False, return_tokens: bool = False
-                             ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
+                             melody_sample_rate: int, progress: bool = False, return_tokens: bool = False,
+                             stream: bool = False, chunk_seconds: float = 1.0) -> tp.Any:
         """Generate from text descriptions and reference melodies (chroma conditioning).
 
         Args:
             descriptions: One text per sample (None for no text).
             melody_wavs: Melodies [B, C, T] or [C, T], or a list of [C, T] tensors (None for no melody).
             melody_sample_rate: Sample rate of the melodies.
+            stream, chunk_seconds: yield audio chunks while generating (see `generate`).
         """
         from ..data.audio_utils import convert_audio
         if 'self_wav' not in self.lm.condition_provider.conditioners:
@@ -154,12 +155,14 @@ class MusicGen(BaseGenModel):
                 raise InvalidArgumentError(f"Melody {idx} contains NaN or infinite samples: clean the audio "
                                            "(e.g. torch.nan_to_num) before generating.")
         melody_wavs = [
-            convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels)
+            convert_audio(wav, melody_sample_rate, self.sample_rate, self.audio_channels, self._resamplers)
             if wav is not None else None
             for wav in melody_wavs]
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(
             descriptions=descriptions, prompt=None, melody_wavs=melody_wavs)
         assert prompt_tokens is None
+        if stream:
+            return self._stream_audio(attributes, prompt_tokens, chunk_seconds, progress)
         tokens = self._generate_tokens(attributes, prompt_tokens, progress)
         if return_tokens:
             return self.generate_audio(tokens), tokens

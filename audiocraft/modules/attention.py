@@ -1,7 +1,10 @@
 """Streaming multi-head attention with a key/value cache, as used by the AudioCraft transformers.
 
-Parameter names and layouts follow AudioCraft's released checkpoints: a fused `in_proj_weight`
-([q; k; v] stacked on the first axis) and an `out_proj` linear. Attention always runs through
+The state_dict follows AudioCraft's released checkpoints: a fused `in_proj_weight` ([q; k; v]
+stacked on the first axis) and an `out_proj` linear. Inside, the projections are plain
+`nn.Linear` modules (so `audiocraft.modules.optimized` can swap their kernels): `in_proj` for
+self-attention; `q_proj` and `kv_proj` for cross-attention, whose keys and values only depend on
+the conditions. Loading and saving map between the two layouts. Attention always runs through
 `torch.nn.functional.scaled_dot_product_attention`; there is no global backend switch. When
 streaming, self-attention keeps a preallocated key/value cache written in place at the current
 offset, and cross-attention keeps the projected keys/values of its (constant) source.
@@ -22,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast_linear import FastLinear, get_packed, linear as fast_linear
 from .rope import Position, RotaryEmbedding, positions_from
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
@@ -134,12 +136,28 @@ class _MultiheadAttentionView(nn.Module):
 
     def __init__(self, attention: 'StreamingMultiheadAttention'):
         super().__init__()
-        self.in_proj_weight = attention.in_proj_weight
+        assert attention.in_proj is not None
+        self.in_proj_weight = attention.in_proj.weight
         self.register_parameter('in_proj_bias', attention.in_proj_bias)
         self.out_proj = attention.out_proj
         self.embed_dim = attention.embed_dim
         self.num_heads = attention.num_heads
         self.batch_first = True
+
+
+def _fuse_in_proj(module: nn.Module, state_dict: tp.Dict[str, torch.Tensor], prefix: str,
+                  local_metadata: tp.Any) -> None:
+    """State-dict hook: save the input projections in the checkpoint layout (`in_proj_weight`,
+    `in_proj_bias`, first among the module's keys), so checkpoints stay AudioCraft's."""
+    own = [key for key in state_dict if key.startswith(prefix)]  # this module's subtree, in order
+    items = {key: state_dict.pop(key) for key in own}
+    for kind in ['weight', 'bias']:
+        if prefix + f'in_proj.{kind}' in items:
+            state_dict[prefix + f'in_proj_{kind}'] = items.pop(prefix + f'in_proj.{kind}')
+        elif prefix + f'q_proj.{kind}' in items:
+            q, kv = items.pop(prefix + f'q_proj.{kind}'), items.pop(prefix + f'kv_proj.{kind}')
+            state_dict[prefix + f'in_proj_{kind}'] = torch.cat([q, kv])
+    state_dict.update(items)
 
 
 class StreamingMultiheadAttention(StreamingModule):
@@ -205,13 +223,24 @@ class StreamingMultiheadAttention(StreamingModule):
         if not self.custom:
             # torch.nn.MultiheadAttention's initialisation, whose parameters AudioCraft then uses.
             nn.init.xavier_uniform_(in_proj.weight)
-        self.in_proj_weight = in_proj.weight
         if bias:
-            self.in_proj_bias = in_proj.bias
-            self.in_proj_bias.data.zero_()
+            in_proj.bias.data.zero_()
+        self.in_proj: tp.Optional[nn.Module] = None
+        self.q_proj: tp.Optional[nn.Module] = None
+        self.kv_proj: tp.Optional[nn.Module] = None
+        if cross_attention:
+            # Split views of the fused initialisation, built on 'meta' so the random stream (and
+            # thus every seeded model) is the same as with one fused parameter.
+            self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, device='meta', dtype=in_proj.weight.dtype)
+            self.kv_proj = nn.Linear(embed_dim, 2 * kv_dim, bias=bias, device='meta', dtype=in_proj.weight.dtype)
+            self.q_proj.weight = nn.Parameter(in_proj.weight.detach()[:embed_dim].clone())
+            self.kv_proj.weight = nn.Parameter(in_proj.weight.detach()[embed_dim:].clone())
+            if bias:
+                self.q_proj.bias = nn.Parameter(in_proj.bias.detach()[:embed_dim].clone())
+                self.kv_proj.bias = nn.Parameter(in_proj.bias.detach()[embed_dim:].clone())
         else:
-            self.register_parameter('in_proj_bias', None)
-        self.out_proj = FastLinear(embed_dim, embed_dim, bias=bias, **factory_kwargs)
+            self.in_proj = in_proj
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory_kwargs)
         if bias:
             self.out_proj.bias.data.zero_()
         if qk_layer_norm:
@@ -220,11 +249,41 @@ class StreamingMultiheadAttention(StreamingModule):
             self.q_layer_norm = nn.LayerNorm(embed_dim, device=device)
             self.k_layer_norm = nn.LayerNorm(embed_dim, device=device)
 
+        self._register_state_dict_hook(_fuse_in_proj)
+
+    @property
+    def in_proj_weight(self) -> torch.Tensor:
+        """The fused [q; k; v] input projection, as stored in checkpoints."""
+        if self.in_proj is not None:
+            return self.in_proj.weight
+        assert self.q_proj is not None and self.kv_proj is not None
+        return torch.cat([self.q_proj.weight, self.kv_proj.weight])
+
+    @property
+    def in_proj_bias(self) -> tp.Optional[torch.Tensor]:
+        """The fused input projection bias, as stored in checkpoints (None without biases)."""
+        if self.in_proj is not None:
+            return self.in_proj.bias
+        assert self.q_proj is not None and self.kv_proj is not None
+        if self.q_proj.bias is None:
+            return None
+        return torch.cat([self.q_proj.bias, self.kv_proj.bias])
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints of AudioCraft's non-custom attention store nn.MultiheadAttention keys under 'mha.'.
         for key in ['in_proj_weight', 'in_proj_bias', 'out_proj.weight', 'out_proj.bias']:
             if prefix + 'mha.' + key in state_dict and prefix + key not in state_dict:
                 state_dict[prefix + key] = state_dict.pop(prefix + 'mha.' + key)
+        # The fused checkpoint layout -> this module's projections.
+        for kind in ['weight', 'bias']:
+            fused = state_dict.pop(prefix + f'in_proj_{kind}', None)
+            if fused is None:
+                continue
+            if self.in_proj is not None:
+                state_dict[prefix + f'in_proj.{kind}'] = fused
+            else:
+                state_dict[prefix + f'q_proj.{kind}'] = fused[:self.embed_dim]
+                state_dict[prefix + f'kv_proj.{kind}'] = fused[self.embed_dim:]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -233,17 +292,10 @@ class StreamingMultiheadAttention(StreamingModule):
         `torch.nn.MultiheadAttention` as `.mha`, and code written against it reaches for it (e.g.
         `attn.mha.to(torch.float32)`). Here it is a view sharing this module's parameters; it
         is not a submodule, so checkpoints keep AudioCraft's custom key layout."""
-        if self.custom or self.kv_repeat != 1 or self.qk_layer_norm:
+        if self.custom or self.cross_attention or self.kv_repeat != 1 or self.qk_layer_norm:
             raise AttributeError("'mha' exists only for the non-custom attention (custom=False, "
-                                 "memory_efficient=False, no kv_repeat or qk_layer_norm), as in AudioCraft.")
+                                 "memory_efficient=False, self-attention, no kv_repeat or qk_layer_norm), as in AudioCraft.")
         return _MultiheadAttentionView(self)
-
-    def packable_linears(self) -> tp.Dict[str, tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]]:
-        """Weights that `fast_linear.pack_linear_weights` may pack: the per-step projections."""
-        dim, b = self.embed_dim, self.in_proj_bias
-        if self.cross_attention:  # keys/values are projected once per source, queries every step
-            return {'q': (self.in_proj_weight[:dim], None if b is None else b[:dim])}
-        return {'in_proj': (self.in_proj_weight, b)}
 
     def _split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         B, T, _ = x.shape
@@ -251,31 +303,40 @@ class StreamingMultiheadAttention(StreamingModule):
 
     def _row_exact(self, query: torch.Tensor) -> bool:
         """Whether this cross-attention computes each query row independently of the others (CPU,
-        float32, unpacked weights): a streaming step then equals the full pass bit for bit, as
-        AudioCraft's unit tests require (`_row_exact_bmm`)."""
+        float32, plain `nn.Linear` projections): a streaming step then equals the full pass bit for
+        bit, as AudioCraft's unit tests require (`_row_exact_bmm`)."""
         return (self.cross_attention and query.device.type == 'cpu' and query.dtype == torch.float32
-                and self.in_proj_weight.dtype == torch.float32 and self.out_proj.weight.dtype == torch.float32
-                and get_packed(self, 'q') is None and get_packed(self.out_proj) is None
+                and type(self.q_proj) is nn.Linear and type(self.out_proj) is nn.Linear
+                and self.q_proj.weight.dtype == torch.float32 and self.out_proj.weight.dtype == torch.float32
                 and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
 
     def _project_q(self, query: torch.Tensor, row_exact: bool = False) -> torch.Tensor:
-        dim = self.embed_dim
-        b = self.in_proj_bias
-        bias = None if b is None else b[:dim]
-        if row_exact:
-            q = _row_exact_linear(query, self.in_proj_weight[:dim], bias)
-        else:
-            q = fast_linear(query, self.in_proj_weight[:dim], bias, get_packed(self, 'q'))
+        if self.q_proj is not None:
+            if row_exact:
+                q = _row_exact_linear(query, self.q_proj.weight, self.q_proj.bias)
+            else:
+                q = self.q_proj(query)
+        else:  # self-attention with a distinct key/value (not the decoding path)
+            assert self.in_proj is not None
+            b = self.in_proj.bias
+            q = F.linear(query, self.in_proj.weight[:self.embed_dim], None if b is None else b[:self.embed_dim])
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         return self._split_heads(q, self.num_heads)
 
     def _project_kv(self, key: torch.Tensor, value: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         dim = self.embed_dim
-        kv_dim = (self.in_proj_weight.shape[0] - dim) // 2
-        w, b = self.in_proj_weight, self.in_proj_bias
-        k = fast_linear(key, w[dim:dim + kv_dim], None if b is None else b[dim:dim + kv_dim])
-        v = fast_linear(value, w[dim + kv_dim:], None if b is None else b[dim + kv_dim:])
+        if self.kv_proj is not None:
+            w, b, dim = self.kv_proj.weight, self.kv_proj.bias, 0
+        else:
+            assert self.in_proj is not None
+            w, b = self.in_proj.weight, self.in_proj.bias
+        kv_dim = (w.shape[0] - dim) // 2
+        if self.kv_proj is not None and value is key:
+            k, v = self.kv_proj(key).split(kv_dim, dim=-1)
+        else:
+            k = F.linear(key, w[dim:dim + kv_dim], None if b is None else b[dim:dim + kv_dim])
+            v = F.linear(value, w[dim + kv_dim:], None if b is None else b[dim + kv_dim:])
         if self.qk_layer_norm:
             k = self.k_layer_norm(k)
         kv_heads = self.num_heads // self.kv_repeat
@@ -283,7 +344,8 @@ class StreamingMultiheadAttention(StreamingModule):
 
     def _project_fused(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
-        projected = fast_linear(x, self.in_proj_weight, self.in_proj_bias, get_packed(self, 'in_proj'))
+        assert self.in_proj is not None
+        projected = self.in_proj(x)
         if self.kv_repeat == 1 and not self.qk_layer_norm:
             packed = projected.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
             return packed[0], packed[1], packed[2]

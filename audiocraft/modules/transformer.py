@@ -16,7 +16,6 @@ from .activations import is_gated, resolve_activation
 from .attention import (StreamingMultiheadAttention, expand_repeated_kv, get_efficient_attention_backend,
                         set_efficient_attention_backend)
 from .embeddings import create_sin_embedding
-from .fast_linear import FastLinear
 from .rope import RotaryEmbedding
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
@@ -93,9 +92,9 @@ class StreamingTransformerLayer(nn.Module):
             kv_repeat=kv_repeat, **attn_kwargs, **factory_kwargs)
         self.activation = resolve_activation(activation)
         hidden_out = dim_feedforward // 2 if is_gated(activation) or is_gated(self.activation) else dim_feedforward
-        self.linear1 = FastLinear(d_model, dim_feedforward, bias=bias_ff, **factory_kwargs)
+        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias_ff, **factory_kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = FastLinear(hidden_out, d_model, bias=bias_ff, **factory_kwargs)
+        self.linear2 = nn.Linear(hidden_out, d_model, bias=bias_ff, **factory_kwargs)
         self.norm_first = norm_first
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)

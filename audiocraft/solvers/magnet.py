@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from . import builders
 from .musicgen import MusicGenSolver
+from ..models.lm_magnet import apply_magnet_config_patch
 from ..modules.conditioners import SegmentWithAttributes
 
 
@@ -47,9 +48,7 @@ class MagnetSolver(MusicGenSolver):
 
     def build_model(self) -> None:
         # The LM's attention masks depend on the training segment and span lengths.
-        with omegaconf.open_dict(self.cfg.transformer_lm):
-            self.cfg.transformer_lm.segment_duration = self.cfg.dataset.segment_duration
-            self.cfg.transformer_lm.span_len = self.cfg.masking.span_len
+        apply_magnet_config_patch(self.cfg)
         super().build_model()
 
     def _calc_mean_maskrate_to_u_LUT(self, T: int) -> tp.List[int]:

@@ -1,7 +1,5 @@
 """Small helpers used across the library: config conversion, masks, sampling."""
-from functools import lru_cache
 import hashlib
-import logging
 from pathlib import Path
 import typing as tp
 
@@ -190,12 +188,6 @@ def is_jsonable(x: tp.Any) -> bool:
 def hash_trick(word: str, vocab_size: int) -> int:
     """Stable bucket index of `word` in [0, vocab_size) (same in every process, unlike `hash`)."""
     return int(hashlib.sha256(word.encode("utf-8")).hexdigest(), 16) % vocab_size
-
-
-@lru_cache(maxsize=None)
-def warn_once(logger: logging.Logger, msg: str) -> None:
-    """Log `msg` as a warning on `logger` the first time only (the cache only silences repeats)."""
-    logger.warning(msg)
 
 
 def load_clap_state_dict(clap_model: tp.Any, path: tp.Union[str, Path]) -> None:

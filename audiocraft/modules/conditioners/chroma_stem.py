@@ -1,4 +1,5 @@
 """Melody conditioning: chroma of the melodic stems (vocals + other) separated by demucs."""
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -7,6 +8,8 @@ import typing as tp
 import torch
 import torch.nn.functional as F
 
+from ...data.audio_utils import convert_audio_channels
+from ...data.resample import ResamplerCache
 from ..chroma import ChromaExtractor
 from .base import WavCondition, WaveformConditioner
 
@@ -25,6 +28,21 @@ def _load_demucs(name: str, device: tp.Union[torch.device, str]) -> torch.nn.Mod
             f"Could not load the demucs model '{name}': {exc}. Download it once with network access, "
             "or set TORCH_HOME to a torch hub cache holding it when running offline.") from exc
     return model.to(device).eval()
+
+
+@contextlib.contextmanager
+def _without_mha_fastpath() -> tp.Iterator[None]:
+    """Run demucs' attention through `scaled_dot_product_attention` rather than the fused MHA
+    "fast path", which materialises the whole [T, T] score matrix: on a 1 s melody the tiny test
+    htdemucs attends over 22k positions, 18.6 s per call against 8 s without it (2-core EPYC).
+    The switch is process-wide in torch, so it is restored on exit."""
+    mha = torch.backends.mha
+    enabled = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(enabled)
 
 
 class ChromaStemConditioner(WaveformConditioner):
@@ -70,6 +88,8 @@ class ChromaStemConditioner(WaveformConditioner):
         self.eval_wavs: tp.Optional[torch.Tensor] = self._load_eval_wavs(eval_wavs, n_eval_wavs)
         self.rng = torch.Generator()
         self.rng.manual_seed(1234)
+        # Kernels for 32 <-> 44.1 kHz, built once for this conditioner.
+        self._resamplers = ResamplerCache()
         self.cache = None
         if cache_path is not None:
             try:
@@ -119,18 +139,25 @@ class ChromaStemConditioner(WaveformConditioner):
     def _get_stemmed_wav(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Sum of the melodic stems of `wav` [B, C, T], back at `self.sample_rate`, mono."""
         from demucs.apply import apply_model
-        from demucs.audio import convert_audio
         # demucs is outside the module tree, so `.to()` on a parent does not move it: use its own device.
         param = next(self.demucs.parameters(), None)
         device = param.device if param is not None else torch.device(self.device)
-        with torch.autocast(device_type=device.type, enabled=False):
-            wav = convert_audio(wav, sample_rate, self.demucs.samplerate, self.demucs.audio_channels)
+        resample = self._resamplers
+        with torch.autocast(device_type=device.type, enabled=False), _without_mha_fastpath():
+            # demucs' own convert_audio would rebuild julius' 441-phase filters at every call.
+            wav = convert_audio_channels(wav, self.demucs.audio_channels)
+            wav = resample(wav, sample_rate, self.demucs.samplerate)
             # One item at a time: demucs' attention memory grows with the batch (16 GB for the
-            # 4 items of a CFG batch with the tiny test model), and items are independent.
-            stems = torch.cat([apply_model(self.demucs, item[None].float(), device=device) for item in wav])
-            stems = stems[:, self.stem_indices.to(stems.device)]
-            mix_wav = stems.sum(1)
-            return convert_audio(mix_wav, self.demucs.samplerate, self.sample_rate, 1)
+            # 4 items of a CFG batch with the tiny test model), and items are independent; an item
+            # equal to an earlier one (the same melody for several prompts) reuses its stems.
+            stems: tp.List[torch.Tensor] = []
+            for index, item in enumerate(wav):
+                same = next((j for j in range(index) if torch.equal(wav[j], item)), None)
+                stems.append(stems[same] if same is not None else
+                             apply_model(self.demucs, item[None].float(), device=device))
+            melodic = torch.cat(stems)[:, self.stem_indices.to(device)]
+            mix_wav = convert_audio_channels(melodic.sum(1), 1)
+            return resample(mix_wav, self.demucs.samplerate, self.sample_rate)
 
     @torch.no_grad()
     def _extract_chroma(self, wav: torch.Tensor) -> torch.Tensor:
@@ -151,7 +178,8 @@ class ChromaStemConditioner(WaveformConditioner):
         from ...data.audio import audio_read
         from ...data.audio_utils import convert_audio
         wav, sr = audio_read(path)
-        wav = convert_audio(wav[None].to(self.device), sr, self.sample_rate, to_channels=1)
+        wav = convert_audio(wav[None].to(self.device), sr, self.sample_rate, to_channels=1,
+                            resamplers=self._resamplers)
         return self._compute_wav_embedding(wav, self.sample_rate)[0]
 
     def _extract_chroma_chunk(self, full_chroma: torch.Tensor, x: WavCondition, idx: int) -> torch.Tensor:
