@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from audiocraft.models import MusicGen
 from audiocraft.models.loaders import load_lm_model
+from audiocraft.models.decoding import cfg_logits
 from audiocraft.modules import optimized
 from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, ConditioningAttributes
 
@@ -120,8 +121,8 @@ def test_kv_cache_matches_full_recomputation(musicgen):
         sequence, _, mask = pattern.build_pattern_sequence(codes, lm.special_token_id)
         for offset in range(pattern.get_first_step_with_timesteps(0), sequence.shape[-1]):
             # No streaming(): every call recomputes all steps before `offset` from scratch.
-            next_token = lm._sample_next_token(sequence[..., :offset], cfg_conditions, {}, use_sampling=False,
-                                               cfg_coef=3.0, two_step_cfg=False)
+            logits = cfg_logits(lm, sequence[..., :offset], cfg_conditions, 3.0)
+            next_token = lm._sample_from_logits(logits, use_sampling=False, temp=1.0, top_k=0, top_p=0.0)
             next_token = torch.where(mask[..., offset:offset + 1], next_token, lm.special_token_id)
             sequence[..., offset:offset + 1] = next_token
         recomputed, _, _ = pattern.revert_pattern_sequence(sequence, special_token=-1)

@@ -17,7 +17,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from audiocraft.models import MusicGen, decoding
-from audiocraft.models.decoding import DecodeOptions, StepRunner
+from audiocraft.models.decoding import DecodeOptions, FixedShapeCFG
 from audiocraft.models.lm import LMModel
 from audiocraft.modules.codebooks_patterns import DelayedPatternProvider
 from audiocraft.modules.conditioners import ClassifierFreeGuidanceDropout, ConditionFuser, ConditioningProvider
@@ -90,9 +90,10 @@ def test_static_step_is_capturable(cases_dir):
     condition_tensors = lm.condition_provider(lm.condition_provider.tokenize(conditions))
     tokens = torch.randint(0, lm.card, (2, lm.num_codebooks, 1))
     with torch.no_grad(), lm.streaming():
-        runner = StepRunner(lm, condition_tensors, 3.0, steps=20, options=DecodeOptions(static=True, window=8))
+        runner = FixedShapeCFG(lm, condition_tensors, 3.0, steps=20, options=DecodeOptions(static=True, window=8))
+        runner.start()
         runner.logits(tokens)  # first chunk: allocates the caches
-        position = lm.transformer._streaming_state['static_pos']
+        position = lm.transformer._streaming_state['position'].tensor
         before = lm.get_streaming_state()
         with _NoHostSync():
             logits = runner.logits(tokens)
@@ -101,7 +102,7 @@ def test_static_step_is_capturable(cases_dir):
     assert int(position) == 2
     assert set(after) == set(before)
     # A replayed graph sees the tensors it was captured with: state must only change in place.
-    # (The fuser's offsets only mark that the first chunk was fed; the step never reads them.)
+    # (The fuser's flag only marks that the first chunk was fed; the step never reads it.)
     replaced = [key for key in before if after[key] is not before[key] and not key.startswith('fuser.')]
     assert not replaced
 
@@ -152,13 +153,13 @@ def test_decode_option_errors(cases_dir):
     with pytest.raises(InvalidArgumentError, match="either"):
         lm.set_decode_options(DecodeOptions(), static=True)
     with pytest.raises(RuntimeError, match="streaming"):
-        lm.transformer.start_static_cache(10, 'cpu')
+        lm.transformer.start_cache(10, 'cpu')
     with torch.no_grad(), lm.streaming():
         with pytest.raises(InvalidArgumentError, match="positive"):
-            lm.transformer.start_static_cache(0, 'cpu')
+            lm.transformer.start_cache(0, 'cpu')
         lm.transformer(torch.zeros(1, 2, 16))  # a first chunk on the default cache
         with pytest.raises(RuntimeError, match="before the first chunk"):
-            lm.transformer.start_static_cache(10, 'cpu')
+            lm.transformer.start_cache(10, 'cpu')
     lm.set_decode_options(cuda_graph=True)
     with pytest.raises(InvalidArgumentError, match="CUDA"):
         lm.generate(num_samples=1, max_gen_len=5)

@@ -226,13 +226,13 @@ def test_attention_as_float32_under_half_inputs():
     assert F.mse_loss(out.float(), ref) < 1e-3
 
 
-def test_reserved_cache_is_allocated_once_at_final_size():
+def test_cache_is_allocated_once_at_its_capacity():
     torch.manual_seed(9)
     tr = StreamingTransformer(8, 2, 1, dim_feedforward=16, dropout=0., causal=True).eval()
     x = torch.randn(1, 12, 8)
     full = tr(x)
     with tr.streaming():
-        tr.reserve_cache(8)
+        tr.start_cache(12, 'cpu')
         outs = [tr(x[:, :4])]
         cache = tr.layers[0].self_attn._streaming_state['k_cache']
         assert cache.shape[2] == 12
@@ -240,4 +240,4 @@ def test_reserved_cache_is_allocated_once_at_final_size():
         assert tr.layers[0].self_attn._streaming_state['k_cache'] is cache
     assert torch.allclose(full, torch.cat(outs, dim=1), atol=1e-5)
     with pytest.raises(RuntimeError, match="streaming"):
-        tr.reserve_cache(3)
+        tr.start_cache(3, 'cpu')

@@ -2,8 +2,9 @@
 
 The codes [B, K, T] are laid out in a sequence [B, K, S] by a codebooks pattern (e.g. the
 delay pattern); each step embeds the K tokens, sums them, runs the transformer, and predicts
-the next step's K tokens with K linear heads. Generation streams over the steps with the
-transformer's key/value cache and classifier-free guidance (CFG).
+the next step's K tokens with K linear heads. Generation streams over the steps through the
+transformer's key/value cache, asking a decode strategy (`audiocraft.models.decoding`: batched or
+two-step classifier-free guidance, fixed-shape for compiled / CUDA-graph steps) for the logits.
 """
 from dataclasses import dataclass
 from functools import partial
@@ -19,8 +20,8 @@ from ..modules.codebooks_patterns import CodebooksPatternProvider
 from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDropout, ConditionFuser,
                                     ConditioningAttributes, ConditioningProvider)
 from ..modules.conditioners.base import ConditionType
-from ..modules.streaming import State, StreamingModule
-from .decoding import DecodeOptions, StepRunner, cfg_logits, mix_cfg
+from ..modules.streaming import StreamingModule
+from .decoding import DecodeOptions, decode_strategy
 from ..modules.transformer import StreamingTransformer, create_norm_fn
 from ..utils import utils
 from ..utils.errors import InvalidArgumentError
@@ -271,31 +272,6 @@ class LMModel(StreamingModule):
         logits_mask = logits_mask[None, :, :].expand(B, -1, -1)  # [K, T] -> [B, K, T]
         return LMOutput(logits, logits_mask)
 
-    def _sample_next_token(self, sequence: torch.Tensor, cfg_conditions: CFGConditions,
-                           unconditional_state: State, use_sampling: bool = False, temp: float = 1.0,
-                           top_k: int = 0, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
-                           two_step_cfg: tp.Optional[bool] = None) -> torch.Tensor:
-        """Next tokens [B, K, 1] for the new steps of `sequence` [B, K, S] (streaming)."""
-        cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
-        model = self if self._fsdp is None else self._fsdp
-        two_step_cfg = self.two_step_cfg if two_step_cfg is None else two_step_cfg
-        if two_step_cfg and cfg_conditions != {}:
-            if not isinstance(cfg_conditions, tuple):
-                raise TypeError("two_step_cfg expects (conditional, unconditional) condition tensors.")
-            condition_tensors, null_condition_tensors = cfg_conditions
-            cond_logits = model(sequence, conditions=[], condition_tensors=condition_tensors)
-            state = self.get_streaming_state()
-            self.set_streaming_state(unconditional_state)
-            uncond_logits = model(sequence, conditions=[], condition_tensors=null_condition_tensors)
-            unconditional_state.update(self.get_streaming_state())
-            self.set_streaming_state(state)
-            # AudioCraft's two-step path uses the model's own coefficient, not the argument.
-            logits = mix_cfg(cond_logits, uncond_logits, self.cfg_coef)[:, :, -1]
-        else:
-            assert isinstance(cfg_conditions, dict)
-            logits = cfg_logits(model, sequence, cfg_conditions, cfg_coef)
-        return self._sample_from_logits(logits, use_sampling, temp, top_k, top_p)
-
     @staticmethod
     def _sample_from_logits(logits: torch.Tensor, use_sampling: bool, temp: float, top_k: int,
                             top_p: float) -> torch.Tensor:
@@ -453,13 +429,8 @@ class LMModel(StreamingModule):
         cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
         with self.streaming():
             gen_sequence_len = gen_sequence.shape[-1]
-            runner: tp.Optional[StepRunner] = None
-            if self.decode_options.enabled and isinstance(cfg_conditions, dict) and self._fsdp is None:
-                runner = StepRunner(self, cfg_conditions, cfg_coef, gen_sequence_len - 1, self.decode_options)
-            else:
-                # Steps fed after the first chunk: the caches are allocated once, at their final size.
-                self.transformer.reserve_cache(gen_sequence_len - 1 - start_offset_sequence)
-            unconditional_state = self.get_streaming_state()
+            strategy = decode_strategy(self, cfg_conditions, cfg_coef, gen_sequence_len - 1, self.decode_options)
+            strategy.start()
             prev_offset = 0
             for offset in range(start_offset_sequence, gen_sequence_len):
                 # The streaming cache holds the steps before prev_offset.
@@ -468,13 +439,7 @@ class LMModel(StreamingModule):
                     curr_mask = mask[None, ..., prev_offset:offset].expand(B, -1, -1)
                     assert (curr_sequence == torch.where(curr_mask, curr_sequence, self.special_token_id)).all()
                     assert not (curr_sequence == unknown_token).any()
-                if runner is not None:
-                    next_token = self._sample_from_logits(runner.logits(curr_sequence), use_sampling, temp,
-                                                          top_k, top_p)
-                else:
-                    next_token = self._sample_next_token(
-                        curr_sequence, cfg_conditions, unconditional_state, use_sampling, temp, top_k, top_p,
-                        cfg_coef=cfg_coef, two_step_cfg=two_step_cfg)
+                next_token = self._sample_from_logits(strategy.logits(curr_sequence), use_sampling, temp, top_k, top_p)
                 # Invalid positions of the pattern hold the special token (never predicted).
                 valid_mask = mask[..., offset:offset + 1].expand(B, -1, -1)
                 next_token = torch.where(valid_mask, next_token, special)
@@ -489,7 +454,6 @@ class LMModel(StreamingModule):
                 if ready > yielded:
                     yielded = ready
                     yield ready, partial(self._known_codes, pattern, gen_sequence, ready)
-        unconditional_state.clear()
 
         if (gen_sequence == unknown_token).any():
             raise RuntimeError("Generation left unknown tokens in the sequence.")

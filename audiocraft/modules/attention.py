@@ -6,14 +6,9 @@ stacked on the first axis) and an `out_proj` linear. Inside, the projections are
 self-attention; `q_proj` and `kv_proj` for cross-attention, whose keys and values only depend on
 the conditions. Loading and saving map between the two layouts. Attention always runs through
 `torch.nn.functional.scaled_dot_product_attention`; there is no global backend switch. When
-streaming, self-attention keeps a preallocated key/value cache written in place at the current
-offset, and cross-attention keeps the projected keys/values of its (constant) source.
-
-The same cache has a static form (`StreamingTransformer.start_static_cache`): fixed capacity,
-the current position kept in a device tensor and advanced in place, keys attended through a
-window of fixed length. A decoding step then has the same shapes every time and never reads a
-value back to the host, so it can be compiled or captured in a CUDA graph
-(`audiocraft.models.decoding`).
+streaming, self-attention appends to its preallocated key/value cache at the stack's one position
+counter (`audiocraft.modules.kv_cache`, eager or fixed-shape for compiled and CUDA-graph decoding),
+and cross-attention attends keys/values projected once by `prefill_cross_attention`.
 
 On CPU in float32, cross-attention computes every query row independently of the rows computed
 with it (matrix products of a fixed number of rows, `_row_exact_bmm`): one streaming step gives
@@ -25,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kv_cache import CachePosition, append_kv
 from .rope import Position, RotaryEmbedding, positions_from
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
@@ -32,8 +28,6 @@ from ..utils.errors import InvalidArgumentError
 __all__ = ['StreamingMultiheadAttention', 'set_efficient_attention_backend', 'get_efficient_attention_backend',
            'expand_repeated_kv']
 
-# Growth granularity of the key/value cache, in steps.
-_CACHE_CHUNK = 256
 # Rows per product, and column multiple, in the row-exact cross-attention (see `_row_exact_bmm`).
 _ROW_BLOCK = 8
 _COL_BLOCK = 16
@@ -215,8 +209,8 @@ class StreamingMultiheadAttention(StreamingModule):
         self.kv_repeat = kv_repeat
         self.custom = custom or memory_efficient
         self.qk_layer_norm = qk_layer_norm
-        # Length of the key window attended in static-cache mode (set by StreamingTransformer).
-        self.static_window: tp.Optional[int] = None
+        # Fixed-shape decoding attends this many cache slots (StreamingTransformer.set_cache_window).
+        self.cache_window: tp.Optional[int] = None
 
         kv_dim = self.head_dim * (num_heads // kv_repeat)
         in_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias, **factory_kwargs)
@@ -358,17 +352,14 @@ class StreamingMultiheadAttention(StreamingModule):
         kv_heads = self.num_heads // self.kv_repeat
         return self._split_heads(q, self.num_heads), self._split_heads(k, kv_heads), self._split_heads(v, kv_heads)
 
-    def _cached_cross_kv(self, key: torch.Tensor, value: torch.Tensor
-                         ) -> tp.Optional[tp.Tuple[torch.Tensor, torch.Tensor]]:
-        state = self._streaming_state
-        if not self._is_streaming or 'cross_src' not in state or value is not key:
-            return None
-        if 'static_pos' in state:  # static decoding keeps one source: no comparison (a host sync)
-            return state['cross_k'], state['cross_v']
-        src = state['cross_src']
-        if src is key or (src.shape == key.shape and src.dtype == key.dtype and torch.equal(src, key)):
-            return state['cross_k'], state['cross_v']
-        return None
+    def prefill_cross_attention(self, source: torch.Tensor) -> None:
+        """While streaming: project the keys and values of the cross-attention `source` ([B, S, C])
+        once; every following step attends them (the `key`/`value` it is given are then unused)."""
+        if not self.cross_attention:
+            raise RuntimeError("prefill_cross_attention is for cross-attention layers.")
+        if not self._is_streaming:
+            raise RuntimeError("prefill_cross_attention is only meaningful inside the streaming() context.")
+        self._streaming_state['cross_k'], self._streaming_state['cross_v'] = self._project_kv(source, source)
 
     def _rope_start(self, past: Position, kv_heads: int) -> Position:
         """Rotary position of the first step of a chunk fed after `past` cached steps.
@@ -386,62 +377,6 @@ class StreamingMultiheadAttention(StreamingModule):
         if isinstance(past, torch.Tensor):
             return (past > 0).long() * kv_heads
         return kv_heads if past > 0 else 0
-
-    def _cache_length(self) -> int:
-        length = self._streaming_state.get('cache_len')
-        return 0 if length is None else int(length)
-
-    def _complete_kv(self, k: torch.Tensor, v: torch.Tensor, past: int
-                     ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-        """Append k, v ([B, H, T, D]) to the streaming cache and return all keys/values so far."""
-        if not self._is_streaming:
-            return k, v
-        state = self._streaming_state
-        end = past + k.shape[2]
-        k_cache, v_cache = state.get('k_cache'), state.get('v_cache')
-        if k_cache is None or k_cache.shape[2] < end or k_cache.shape[:2] != k.shape[:2]:
-            old = 0 if k_cache is None else k_cache.shape[2]
-            reserve = state.get('cache_reserve')
-            if k_cache is None and reserve is not None:
-                capacity = end + int(reserve)  # the caller knows how many steps will follow
-            else:
-                capacity = max(end, 2 * old)
-                capacity = -(-capacity // _CACHE_CHUNK) * _CACHE_CHUNK
-            new_k = k.new_empty(k.shape[0], k.shape[1], capacity, k.shape[3])
-            new_v = v.new_empty(v.shape[0], v.shape[1], capacity, v.shape[3])
-            if past > 0:
-                assert k_cache is not None and v_cache is not None
-                new_k[:, :, :past] = k_cache[:, :, :past]
-                new_v[:, :, :past] = v_cache[:, :, :past]
-            k_cache, v_cache = new_k, new_v
-            state['k_cache'], state['v_cache'] = k_cache, v_cache
-        # Positions >= past are never part of an earlier snapshot's valid range, so writing in place
-        # keeps states returned by get_streaming_state() valid.
-        k_cache[:, :, past:end] = k
-        v_cache[:, :, past:end] = v
-        state['cache_len'] = torch.tensor(end)
-        return k_cache[:, :, :end], v_cache[:, :, :end]
-
-    def _static_kv(self, k: torch.Tensor, v: torch.Tensor, start: torch.Tensor
-                   ) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Static-cache form of `_complete_kv`: write k, v at positions `start + [0, T)` of the
-        fixed-capacity cache; return the first `static_window` keys/values and the boolean
-        [T, window] mask of those each query may attend (causal, and `past_context`)."""
-        state = self._streaming_state
-        k_cache, v_cache = state.get('k_cache'), state.get('v_cache')
-        if k_cache is None or v_cache is None:
-            capacity = int(state['static_capacity'])
-            # Zeros, not empty: masked slots still enter the attention product with weight 0,
-            # and uninitialised memory may hold NaN.
-            k_cache = k.new_zeros(k.shape[0], k.shape[1], capacity, k.shape[3])
-            v_cache = v.new_zeros(v.shape[0], v.shape[1], capacity, v.shape[3])
-            state['k_cache'], state['v_cache'] = k_cache, v_cache
-        positions = positions_from(start, k.shape[2])
-        k_cache.index_copy_(2, positions, k.to(k_cache.dtype))
-        v_cache.index_copy_(2, positions, v.to(v_cache.dtype))
-        capacity = k_cache.shape[2]
-        window = capacity if self.static_window is None else min(self.static_window, capacity)
-        return k_cache[:, :, :window], v_cache[:, :, :window], self._allowed_keys(positions, window)
 
     def _allowed_keys(self, query_positions: torch.Tensor, k_len: int) -> torch.Tensor:
         """Boolean [T, k_len] mask of the keys each query position may attend: causal, and
@@ -469,8 +404,12 @@ class StreamingMultiheadAttention(StreamingModule):
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: tp.Optional[torch.Tensor] = None, need_weights: bool = False,
                 attn_mask: tp.Optional[torch.Tensor] = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tp.Tuple[torch.Tensor, None]:
+                is_causal: bool = False, position: tp.Optional[CachePosition] = None
+                ) -> tp.Tuple[torch.Tensor, None]:
         """Attend `query` ([B, T, C]) to `key`/`value`; returns (output [B, T, C], None).
+
+        While streaming, self-attention appends to its key/value cache at `position` (the stack's
+        counter, `audiocraft.modules.kv_cache`; a module streaming alone keeps its own).
 
         `attn_mask` is boolean (True = may attend) or additive float, broadcastable to
         [B, H, T, S]; a larger mask (e.g. padded to a multiple of 8) is cropped.
@@ -484,7 +423,6 @@ class StreamingMultiheadAttention(StreamingModule):
             raise RuntimeError("Streaming is only available for causal or cross attention.")
         dtype = out_dtype = query.dtype
         B, T, _ = query.shape
-        past = 0
         if self.attention_as_float32 and not self.custom and self.in_proj_weight.dtype == torch.float32:
             # AudioCraft's non-custom path runs nn.MultiheadAttention on float32 inputs, projections
             # included, once its weights were cast (`attn.mha.to(torch.float32)`).
@@ -495,30 +433,36 @@ class StreamingMultiheadAttention(StreamingModule):
         row_exact = self._row_exact(query)
         if self.cross_attention or key is not query or value is not query:
             q = self._project_q(query, row_exact)
-            cached = self._cached_cross_kv(key, value) if self.cross_attention else None
-            if cached is None:
-                k, v = self._project_kv(key, value)
-                if self.cross_attention and self._is_streaming and value is key:
-                    self._streaming_state.update({'cross_src': key, 'cross_k': k, 'cross_v': v})
+            if self.cross_attention and self._is_streaming and 'cross_k' in self._streaming_state:
+                k, v = self._streaming_state['cross_k'], self._streaming_state['cross_v']  # prefilled
             else:
-                k, v = cached
+                k, v = self._project_kv(key, value)
         else:
             q, k, v = self._project_fused(query)
         mask: tp.Optional[torch.Tensor] = None
         use_causal = False
-        static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
-        if not self.cross_attention and static_pos is not None:
+        if not self.cross_attention and self._is_streaming:
+            # The stack's position, or this module's own when it streams alone.
+            own = position is None
+            if position is None:
+                position = self._streaming_state.get('position') or CachePosition.start(query.device)
             if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=self._rope_start(static_pos, k.shape[1]), time_dim=2)
-            k, v, mask = self._static_kv(k, v, static_pos)
+                start = self._rope_start(position.start_index, k.shape[1])
+                q, k = self.rope.rotate_qk(q, k, start=start, time_dim=2)
+            k, v = append_kv(self._streaming_state, k, v, position, self.cache_window)
+            if position.host is None:
+                mask = self._allowed_keys(positions_from(position.tensor, T), k.shape[2])
+            elif self.causal:
+                explicit = attn_mask is not None or key_padding_mask is not None
+                mask, use_causal = self._causal_mask(position.host, T, k.shape[2], query.device, explicit)
+            if own:
+                self._streaming_state['position'] = position.advance(T)
         elif not self.cross_attention:
-            past = self._cache_length() if self._is_streaming else 0
             if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=self._rope_start(past, k.shape[1]), time_dim=2)
-            k, v = self._complete_kv(k, v, past)
+                q, k = self.rope.rotate_qk(q, k, start=0, time_dim=2)
             if self.causal:
                 explicit = attn_mask is not None or key_padding_mask is not None
-                mask, use_causal = self._causal_mask(past, T, k.shape[2], query.device, explicit)
+                mask, use_causal = self._causal_mask(0, T, k.shape[2], query.device, explicit)
         k_len = k.shape[2]
         if attn_mask is not None:
             if attn_mask.shape[-2] > T or attn_mask.shape[-1] > k_len:

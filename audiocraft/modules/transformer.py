@@ -3,8 +3,8 @@
 Layers and stack follow AudioCraft's module names (`self_attn`, `cross_attention`, `linear1`,
 `norm1`, ...), so released checkpoints load unchanged. Attention and its key/value cache live in
 `audiocraft.modules.attention` (re-exported here, where AudioCraft defines them); the stack owns
-the positions: sinusoidal embeddings, and the static-cache form used by
-`audiocraft.models.decoding` (`start_static_cache`, `set_static_window`).
+the one position counter while streaming (`audiocraft.modules.kv_cache`): sinusoidal embeddings,
+the preallocated caches (`start_cache`) and the cross-attention prefill.
 """
 import typing as tp
 
@@ -16,6 +16,7 @@ from .activations import is_gated, resolve_activation
 from .attention import (StreamingMultiheadAttention, expand_repeated_kv, get_efficient_attention_backend,
                         set_efficient_attention_backend)
 from .embeddings import create_sin_embedding
+from .kv_cache import CachePosition
 from .rope import RotaryEmbedding
 from .streaming import StreamingModule
 from ..utils.errors import InvalidArgumentError
@@ -123,8 +124,10 @@ class StreamingTransformerLayer(nn.Module):
         self.norm2 = create_norm_fn(norm, d_model, **factory_kwargs)
 
     def _sa_block(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor],
-                  key_padding_mask: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False)[0]
+                  key_padding_mask: tp.Optional[torch.Tensor], position: tp.Optional[CachePosition] = None
+                  ) -> torch.Tensor:
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           position=position)[0]
         # Dropout modules are skipped in eval: their call overhead adds up at one token per step.
         return self.dropout1(x) if self.training else x
 
@@ -141,20 +144,22 @@ class StreamingTransformerLayer(nn.Module):
 
     def forward(self, src: torch.Tensor, src_mask: tp.Optional[torch.Tensor] = None,
                 src_key_padding_mask: tp.Optional[torch.Tensor] = None,
-                cross_attention_src: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+                cross_attention_src: tp.Optional[torch.Tensor] = None,
+                position: tp.Optional[CachePosition] = None) -> torch.Tensor:
+        """One layer on src [B, T, C]; `position` is the stack's cache position while streaming."""
         if self.cross_attention is None and cross_attention_src is not None:
             raise InvalidArgumentError("This layer has no cross-attention but cross_attention_src was given.")
         if self.cross_attention is not None and cross_attention_src is None:
             raise InvalidArgumentError("This layer has cross-attention: cross_attention_src is required.")
         x = src
         if self.norm_first:
-            x = x + self.layer_scale_1(self._sa_block(self.norm1(x), src_mask, src_key_padding_mask))
+            x = x + self.layer_scale_1(self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, position))
             if cross_attention_src is not None:
                 x = x + self.layer_scale_cross(
                     self._cross_attention_block(self.norm_cross(x), cross_attention_src))
             x = x + self.layer_scale_2(self._ff_block(self.norm2(x)))
         else:
-            x = self.norm1(x + self.layer_scale_1(self._sa_block(x, src_mask, src_key_padding_mask)))
+            x = self.norm1(x + self.layer_scale_1(self._sa_block(x, src_mask, src_key_padding_mask, position)))
             if cross_attention_src is not None:
                 # AudioCraft queries the cross-attention with the layer input here (not the
                 # self-attention output); kept so post-norm checkpoints compute the same thing.
@@ -229,60 +234,61 @@ class StreamingTransformer(StreamingModule):
     def forward(self, x: torch.Tensor, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
         """Run the stack on x ([B, T, C]); kwargs: cross_attention_src, src_mask, src_key_padding_mask."""
         B, T, C = x.shape
-        static_pos = self._streaming_state.get('static_pos') if self._is_streaming else None
-        offsets = self._streaming_state.get('offsets') if static_pos is None else static_pos
-        if offsets is None:
-            offsets = torch.zeros(B, dtype=torch.long, device=x.device)
+        position: tp.Optional[CachePosition] = None
+        if self._is_streaming:
+            position = self._streaming_state.get('position') or CachePosition.start(x.device)
+            kwargs['position'] = position
         if self.positional_embedding in ['sin', 'sin_rope']:
-            positions = torch.arange(T, device=x.device).view(1, -1, 1) + offsets.view(-1, 1, 1)
+            positions = torch.arange(T, device=x.device).view(1, -1, 1)
+            if position is not None:
+                positions = positions + position.tensor.view(-1, 1, 1)
             pos_emb = create_sin_embedding(positions, C, max_period=self.max_period, dtype=x.dtype)
             x = x + self.positional_scale * pos_emb
         for layer in self.layers:
             x = self._apply_layer(layer, x, *args, **kwargs)
-        if static_pos is not None:
-            static_pos.add_(T)  # in place: a captured graph advances the same tensor on replay
-        elif self._is_streaming:
-            self._streaming_state['offsets'] = offsets + T
+        if position is not None:
+            self._streaming_state['position'] = position.advance(T)
         return x
 
     def _attention_modules(self) -> tp.Iterator[StreamingMultiheadAttention]:
         return (module for module in self.modules() if isinstance(module, StreamingMultiheadAttention))
 
-    def start_static_cache(self, capacity: int, device: tp.Union[torch.device, str]) -> None:
-        """While streaming, before the first chunk: use fixed-capacity key/value caches for
-        `capacity` positions, addressed by a position tensor on `device` that every forward
-        advances in place. See the module docstring; `set_static_window` picks the key window."""
+    def start_cache(self, capacity: int, device: tp.Union[torch.device, str], fixed_shape: bool = False) -> None:
+        """While streaming, before the first chunk: preallocate every key/value cache for `capacity`
+        positions (the call knows how many it will feed) and start the position counter on `device`.
+
+        `fixed_shape` keeps the position on the device only, advanced in place, and attends the
+        first `set_cache_window` slots with a mask: every step then has the same shapes and never
+        reads a value back, so it can be compiled or captured in a CUDA graph
+        (`audiocraft.models.decoding`). See `audiocraft.modules.kv_cache`.
+        """
         if not self._is_streaming:
-            raise RuntimeError("start_static_cache is only meaningful inside the streaming() context.")
-        if self._streaming_state:
-            raise RuntimeError("start_static_cache must be called before the first chunk is fed.")
+            raise RuntimeError("start_cache is only meaningful inside the streaming() context.")
+        if 'position' in self._streaming_state:
+            raise RuntimeError("start_cache must be called before the first chunk is fed.")
         if capacity <= 0:
-            raise InvalidArgumentError(f"Static cache capacity must be positive, got {capacity}.")
-        position = torch.zeros(1, dtype=torch.long, device=device)
-        self._streaming_state['static_pos'] = position
-        if self.rope is not None:
+            raise InvalidArgumentError(f"Cache capacity must be positive, got {capacity}.")
+        self._streaming_state['position'] = CachePosition.start(device, fixed_shape)
+        if fixed_shape and self.rope is not None:
             # Chunks after the first may start at position num_kv_heads (see
             # StreamingMultiheadAttention._rope_start): the tables cover that too.
             self.rope.reserve(capacity + max(module.num_heads for module in self._attention_modules()))
         for module in self._attention_modules():
-            module._streaming_state['static_pos'] = position
             if not module.cross_attention:
-                module._streaming_state['static_capacity'] = torch.tensor(capacity)
-        self.set_static_window(capacity)
+                module._streaming_state['capacity'] = int(capacity)
+        self.set_cache_window(capacity if fixed_shape else None)
 
-    def set_static_window(self, window: int) -> None:
-        """Attend to the first `window` cached positions (static cache; at least the positions fed)."""
+    def set_cache_window(self, window: tp.Optional[int]) -> None:
+        """Fixed-shape decoding: attend the first `window` cache slots (at least the positions fed)."""
         for module in self._attention_modules():
-            module.static_window = int(window)
+            module.cache_window = None if window is None else int(window)
 
-    def reserve_cache(self, steps: int) -> None:
-        """While streaming: size the key/value caches, when first allocated, for `steps` more steps
-        than the first chunk (instead of growing them geometrically)."""
-        if not self._is_streaming:
-            raise RuntimeError("reserve_cache is only meaningful inside the streaming() context.")
+    def prefill_cross_attention(self, source: torch.Tensor) -> None:
+        """While streaming: project the cross-attention keys/values of `source` [B, S, C] once, for
+        every layer; the following steps attend them."""
         for module in self._attention_modules():
-            if not module.cross_attention:
-                module._streaming_state['cache_reserve'] = torch.tensor(max(0, int(steps)))
+            if module.cross_attention:
+                module.prefill_cross_attention(source)
 
     def make_optim_group(self) -> tp.Dict[str, tp.Any]:
         """Optimizer parameter group, with this module's lr / weight_decay overrides if any."""

@@ -45,17 +45,12 @@ class ConditionFuser(StreamingModule):
     def forward(self, input: torch.Tensor,
                 conditions: tp.Dict[str, ConditionType]) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
         """Fuse `conditions` into `input` [B, T, D]; return (input, cross-attention memory or None)."""
-        _, length, _ = input.shape
-        first_step = 'offsets' not in self._streaming_state
-        if first_step:
-            offsets = torch.zeros(input.shape[0], dtype=torch.long, device=input.device)
-        else:
-            offsets = self._streaming_state['offsets']
+        # While streaming, prepended conditions enter with the first chunk only.
+        first_step = 'prepended' not in self._streaming_state
         unknown = set(conditions.keys()) - set(self.cond2fuse.keys())
         if unknown:
             raise ValueError(f"Conditions {sorted(unknown)} have no fusing method; "
                              f"known: {sorted(self.cond2fuse.keys())}.")
-        cross_attention_output = None
         for cond_type, (cond, _) in conditions.items():
             op = self.cond2fuse[cond_type]
             if op == 'sum':
@@ -66,17 +61,21 @@ class ConditionFuser(StreamingModule):
             elif op == 'prepend':
                 if first_step:
                     input = torch.cat([cond, input], dim=1)
-            elif op == 'cross':
-                if cross_attention_output is not None:
-                    cross_attention_output = torch.cat([cross_attention_output, cond], dim=1)
-                else:
-                    cross_attention_output = cond
-            # 'ignore': nothing to do.
-        if self.cross_attention_pos_emb and cross_attention_output is not None:
-            positions = torch.arange(cross_attention_output.shape[1],
-                                     device=cross_attention_output.device).view(1, -1, 1)
-            pos_emb = create_sin_embedding(positions, cross_attention_output.shape[-1])
-            cross_attention_output = cross_attention_output + self.cross_attention_pos_emb_scale * pos_emb
+            # 'cross' (below) and 'ignore': nothing to add to the input.
+        cross_attention_output = self.cross_attention_source(conditions)
         if self._is_streaming:
-            self._streaming_state['offsets'] = offsets + length
+            self._streaming_state['prepended'] = True
         return input, cross_attention_output
+
+    def cross_attention_source(self, conditions: tp.Dict[str, ConditionType]) -> tp.Optional[torch.Tensor]:
+        """The cross-attention memory [B, S, D] of `conditions` (the 'cross' ones, concatenated in
+        order, with the optional positional embedding), or None; no streaming state is touched."""
+        sources = [cond for cond_type, (cond, _) in conditions.items() if self.cond2fuse.get(cond_type) == 'cross']
+        if not sources:
+            return None
+        output = sources[0] if len(sources) == 1 else torch.cat(sources, dim=1)
+        if self.cross_attention_pos_emb:
+            positions = torch.arange(output.shape[1], device=output.device).view(1, -1, 1)
+            pos_emb = create_sin_embedding(positions, output.shape[-1])
+            output = output + self.cross_attention_pos_emb_scale * pos_emb
+        return output
