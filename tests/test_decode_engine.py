@@ -37,8 +37,10 @@ def test_one_position_counter_drives_every_layer():
         tr.start_cache(7, 'cpu')
         tr(x[:, :3])
         tr(x[:, 3:4])
-        position = tr._streaming_state['position']
-        assert isinstance(position, CachePosition) and position.host == 4 and int(position.tensor) == 4
+        position = CachePosition.read(tr._streaming_state, 'cpu')
+        assert position.host == 4 and int(position.tensor) == 4
+        # Tensors only, as AudioCraft's state API expects (snapshots are cloned and restored).
+        assert all(isinstance(v, torch.Tensor) for v in tr.get_streaming_state().values())
         for layer in tr.layers:
             state = layer.self_attn._streaming_state
             # The layers hold keys/values only: no counter of their own, preallocated to the capacity.

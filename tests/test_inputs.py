@@ -95,12 +95,13 @@ def test_demo_apps_refuse_bad_params_with_the_same_message():
     from demos.magnet_app import MagnetApp
     from demos.musicgen_app import MusicGenApp
     app = MusicGenApp(model_path='debug', device='cpu')
+    # The MusicGen app streams (a generator, as Gradio expects): the check fails at its first update.
     with pytest.raises(gr.Error, match='top_p must be between 0 and 1'):
-        app.predict('debug', 'x', None, 1.0, 250, 1.5, 1.0, 3.0, -1)
+        next(app.predict('debug', 'x', None, 1.0, 250, 1.5, 1.0, 3.0, -1))
     with pytest.raises(gr.Error, match='cfg_coef must be >= 0'):
-        app.predict('debug', 'x', None, 1.0, 250, 0.0, 1.0, -3.0, -1)
+        next(app.predict('debug', 'x', None, 1.0, 250, 0.0, 1.0, -3.0, -1))
     with pytest.raises(gr.Error, match='temperature must be a finite number'):
-        app.predict('debug', 'x', None, 1.0, 250, 0.0, math.nan, 3.0, -1)
+        next(app.predict('debug', 'x', None, 1.0, 250, 0.0, math.nan, 3.0, -1))
     magnet_app = MagnetApp(model_path='debug', device='cpu')
     with pytest.raises(gr.Error, match='temperature must be >= 0'):
         magnet_app.predict('debug', 'x', -1.0, 0.9, 10.0, 1.0, 2, 2, 2, 2, 'nonoverlap', -1)

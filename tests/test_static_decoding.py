@@ -93,7 +93,7 @@ def test_static_step_is_capturable(cases_dir):
         runner = FixedShapeCFG(lm, condition_tensors, 3.0, steps=20, options=DecodeOptions(static=True, window=8))
         runner.start()
         runner.logits(tokens)  # first chunk: allocates the caches
-        position = lm.transformer._streaming_state['position'].tensor
+        position = lm.transformer._streaming_state['position']
         before = lm.get_streaming_state()
         with _NoHostSync():
             logits = runner.logits(tokens)

@@ -445,7 +445,7 @@ class StreamingMultiheadAttention(StreamingModule):
             # The stack's position, or this module's own when it streams alone.
             own = position is None
             if position is None:
-                position = self._streaming_state.get('position') or CachePosition.start(query.device)
+                position = CachePosition.read(self._streaming_state, query.device)
             if self.rope is not None:
                 start = self._rope_start(position.start_index, k.shape[1])
                 q, k = self.rope.rotate_qk(q, k, start=start, time_dim=2)
@@ -456,7 +456,7 @@ class StreamingMultiheadAttention(StreamingModule):
                 explicit = attn_mask is not None or key_padding_mask is not None
                 mask, use_causal = self._causal_mask(position.host, T, k.shape[2], query.device, explicit)
             if own:
-                self._streaming_state['position'] = position.advance(T)
+                position.advance(T).write(self._streaming_state)
         elif not self.cross_attention:
             if self.rope is not None:
                 q, k = self.rope.rotate_qk(q, k, start=0, time_dim=2)

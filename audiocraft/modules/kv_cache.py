@@ -28,7 +28,10 @@ _CACHE_CHUNK = 256
 
 class CachePosition(tp.NamedTuple):
     """Positions fed so far: `tensor` ([1], long, on the model's device) and `host`, the same
-    count as a Python int, or None in fixed-shape decoding (where `tensor` advances in place)."""
+    count as a Python int, or None in fixed-shape decoding (where `tensor` advances in place).
+
+    In a streaming state it is kept as tensors only (`read` / `write`), as AudioCraft's state API
+    expects (states are cloned and restored)."""
     tensor: torch.Tensor
     host: tp.Optional[int]
 
@@ -36,6 +39,23 @@ class CachePosition(tp.NamedTuple):
     def start(device: tp.Union[torch.device, str], fixed_shape: bool = False) -> 'CachePosition':
         """Position 0, on `device`; `fixed_shape` keeps it on the device only."""
         return CachePosition(torch.zeros(1, dtype=torch.long, device=device), None if fixed_shape else 0)
+
+    @staticmethod
+    def read(state: tp.Dict[str, torch.Tensor], device: tp.Union[torch.device, str]) -> 'CachePosition':
+        """The position kept in a streaming `state` (position 0 when there is none yet)."""
+        tensor = state.get('position')
+        if tensor is None:
+            return CachePosition.start(device)
+        host = state.get('host_position')
+        return CachePosition(tensor, None if host is None else int(host))
+
+    def write(self, state: tp.Dict[str, torch.Tensor]) -> None:
+        """Keep this position in a streaming `state` (the host count as a CPU scalar tensor)."""
+        state['position'] = self.tensor
+        if self.host is None:
+            state.pop('host_position', None)
+        else:
+            state['host_position'] = torch.tensor(self.host)
 
     @property
     def start_index(self) -> tp.Union[int, torch.Tensor]:
@@ -51,7 +71,7 @@ class CachePosition(tp.NamedTuple):
         return CachePosition(self.tensor + steps, self.host + steps)
 
 
-def append_kv(state: tp.Dict[str, tp.Any], k: torch.Tensor, v: torch.Tensor, position: CachePosition,
+def append_kv(state: tp.Dict[str, torch.Tensor], k: torch.Tensor, v: torch.Tensor, position: CachePosition,
               window: tp.Optional[int] = None) -> tp.Tuple[torch.Tensor, torch.Tensor]:
     """Write k, v ([B, H, T, D]) at `position` into the cache held in `state` (allocated at
     `state['capacity']` slots, or grown when that is unknown); return the keys and values to attend:
@@ -59,10 +79,10 @@ def append_kv(state: tp.Dict[str, tp.Any], k: torch.Tensor, v: torch.Tensor, pos
     without a window)."""
     T = k.shape[2]
     keys, values = state.get('k_cache'), state.get('v_cache')
-    capacity = state.get('capacity')
     if position.host is not None:
         end = position.host + T
         if keys is None or keys.shape[2] < end or keys.shape[:2] != k.shape[:2] or keys.dtype != k.dtype:
+            capacity = _capacity(state)
             size = capacity if capacity is not None and capacity >= end else \
                 -(-max(end, 2 * (0 if keys is None else keys.shape[2])) // _CACHE_CHUNK) * _CACHE_CHUNK
             keys, values = _allocate(state, k, v, size, keep=position.host, old=(keys, values))
@@ -70,6 +90,7 @@ def append_kv(state: tp.Dict[str, tp.Any], k: torch.Tensor, v: torch.Tensor, pos
         values[:, :, position.host:end] = v
         return keys[:, :, :end], values[:, :, :end]
     if keys is None:
+        capacity = _capacity(state)
         if capacity is None:
             raise RuntimeError("Fixed-shape decoding needs the cache capacity: call StreamingTransformer.start_cache.")
         # Zeros, not empty: masked slots still enter the attention product with weight 0, and
@@ -82,7 +103,12 @@ def append_kv(state: tp.Dict[str, tp.Any], k: torch.Tensor, v: torch.Tensor, pos
     return keys[:, :, :size], values[:, :, :size]
 
 
-def _allocate(state: tp.Dict[str, tp.Any], k: torch.Tensor, v: torch.Tensor, size: int, keep: int,
+def _capacity(state: tp.Dict[str, torch.Tensor]) -> tp.Optional[int]:
+    capacity = state.get('capacity')
+    return None if capacity is None else int(capacity)
+
+
+def _allocate(state: tp.Dict[str, torch.Tensor], k: torch.Tensor, v: torch.Tensor, size: int, keep: int,
               old: tp.Tuple[tp.Optional[torch.Tensor], tp.Optional[torch.Tensor]], zeros: bool = False
               ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
     make = torch.zeros if zeros else torch.empty

@@ -236,7 +236,7 @@ class StreamingTransformer(StreamingModule):
         B, T, C = x.shape
         position: tp.Optional[CachePosition] = None
         if self._is_streaming:
-            position = self._streaming_state.get('position') or CachePosition.start(x.device)
+            position = CachePosition.read(self._streaming_state, x.device)
             kwargs['position'] = position
         if self.positional_embedding in ['sin', 'sin_rope']:
             positions = torch.arange(T, device=x.device).view(1, -1, 1)
@@ -247,7 +247,7 @@ class StreamingTransformer(StreamingModule):
         for layer in self.layers:
             x = self._apply_layer(layer, x, *args, **kwargs)
         if position is not None:
-            self._streaming_state['position'] = position.advance(T)
+            position.advance(T).write(self._streaming_state)
         return x
 
     def _attention_modules(self) -> tp.Iterator[StreamingMultiheadAttention]:
@@ -268,14 +268,14 @@ class StreamingTransformer(StreamingModule):
             raise RuntimeError("start_cache must be called before the first chunk is fed.")
         if capacity <= 0:
             raise InvalidArgumentError(f"Cache capacity must be positive, got {capacity}.")
-        self._streaming_state['position'] = CachePosition.start(device, fixed_shape)
+        CachePosition.start(device, fixed_shape).write(self._streaming_state)
         if fixed_shape and self.rope is not None:
             # Chunks after the first may start at position num_kv_heads (see
             # StreamingMultiheadAttention._rope_start): the tables cover that too.
             self.rope.reserve(capacity + max(module.num_heads for module in self._attention_modules()))
         for module in self._attention_modules():
             if not module.cross_attention:
-                module._streaming_state['capacity'] = int(capacity)
+                module._streaming_state['capacity'] = torch.tensor(int(capacity))
         self.set_cache_window(capacity if fixed_shape else None)
 
     def set_cache_window(self, window: tp.Optional[int]) -> None:

@@ -64,7 +64,7 @@ class ConditionFuser(StreamingModule):
             # 'cross' (below) and 'ignore': nothing to add to the input.
         cross_attention_output = self.cross_attention_source(conditions)
         if self._is_streaming:
-            self._streaming_state['prepended'] = True
+            self._streaming_state['prepended'] = torch.ones((), dtype=torch.bool)
         return input, cross_attention_output
 
     def cross_attention_source(self, conditions: tp.Dict[str, ConditionType]) -> tp.Optional[torch.Tensor]:
