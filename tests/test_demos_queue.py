@@ -43,16 +43,16 @@ def test_two_simultaneous_requests_both_succeed_with_their_own_output(tmp_path, 
     app = musicgen_app.MusicGenApp(model_path='debug', device='cpu')
     running = []
     overlaps = []
-    real_generate = app.generate
+    real_stream = app.generate_stream
 
-    def generate(*args, **kwargs):
+    def generate_stream(*args, **kwargs):  # what the MusicGen app runs for durations up to max_duration
         overlaps.append(len(running))
         running.append(1)
         try:
-            return real_generate(*args, **kwargs)
+            yield from real_stream(*args, **kwargs)
         finally:
             running.pop()
-    monkeypatch.setattr(app, 'generate', generate)
+    monkeypatch.setattr(app, 'generate_stream', generate_stream)
     blocks = musicgen_app.build_interface(app)
     blocks.queue().launch(server_name='127.0.0.1', server_port=None, prevent_thread_lock=True, quiet=True)
     try:
@@ -68,7 +68,8 @@ def test_two_simultaneous_requests_both_succeed_with_their_own_output(tmp_path, 
         for thread in threads:
             thread.join(timeout=300)
         assert set(results) == {1, 2}
-        (path_1, _), (path_2, _) = results[1], results[2]
+        # Outputs: the live player, then the WAV and its waveform picture (last update wins).
+        (_, path_1, _), (_, path_2, _) = results[1], results[2]
         assert path_1 != path_2
         assert abs(_seconds(path_1) - 1.0) < 0.05 and abs(_seconds(path_2) - 1.5) < 0.05
         assert overlaps == [0, 0]  # queued: the second started after the first ended
