@@ -41,6 +41,13 @@ def test_shipped_files_are_audiocraft_pretrained_format():
     assert lm_cfg.conditioners.description.model == 'lut'  # no external text encoder weights
 
 
+def test_lm_recipe_names_the_shipped_codec():
+    # config/solver/musicgen/demo_synth.yaml trains on `//pretrained/demo`, resolved from any cwd.
+    from audiocraft.solvers.compression import CompressionSolver
+    codec = CompressionSolver.model_from_checkpoint('//pretrained/demo')
+    assert codec.sample_rate == 16000 and codec.frame_rate == 25 and codec.num_codebooks == 4
+
+
 def test_demo_loads_offline_by_name(monkeypatch):
     from audiocraft.models import MusicGen
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
