@@ -22,7 +22,7 @@ def test_captions_cover_tempo_key_instruments_and_moods():
         params = synth_music.sample_params(rng)
         caption = synth_music.make_caption(params, rng)
         assert f"in {params.key}" in caption
-        assert params.tempo in caption or f"{params.bpm} bpm" in caption
+        assert params.tempo in caption  # the word, always; "<bpm> bpm" half of the time
         assert ('drums' in caption) == params.drums
         assert all(mood in caption for mood in params.moods)
         words = set(re.findall(r"[^\s,]+", caption.lower()))

@@ -96,8 +96,9 @@ def make_caption(p: ClipParams, rng: np.random.Generator) -> str:
     moods = list(p.moods)
     rng.shuffle(moods)
     mood = " ".join(moods)
-    choice = int(rng.integers(3))
-    tempo = [f"{p.tempo}", f"{p.bpm} bpm", f"{p.tempo} {p.bpm} bpm"][choice]
+    # The tempo word is always said (a bare "72 bpm" left a third of the captions for the small
+    # LUT model to decode through number words); the bpm follows it half of the time.
+    tempo = f"{p.tempo} {p.bpm} bpm" if rng.random() < 0.5 else p.tempo
     noun = str(rng.choice(['tune', 'song', 'piece', 'track']))
     templates = [
         f"{mood} {tempo} {noun} with {inst} in {p.key}",
@@ -209,11 +210,11 @@ def render(p: ClipParams, duration: float, sr: int, rng: np.random.Generator) ->
             for note in chord:
                 _add(out, note_wav(p.harmony, note, length * beat), int((bar_start + start * beat) * sr), 0.22)
         if p.bass:
-            pattern = [0, 2] if p.tempo == 'slow' else [0, 1, 2, 3]
-            for b in pattern:
-                note = chord[0] - 12 if b % 2 == 0 else chord[0] - 12 + (7 if b == 3 else 0)
-                length = beat * (2 if p.tempo == 'slow' else 1)
-                _add(out, note_wav('bass', note, length * 0.95), int((bar_start + b * beat) * sr), 0.5)
+            # On every beat at every tempo: low-band onsets then mark the beat itself (half notes
+            # at a slow tempo put the pulse at 30-40 bpm, which strings alone do not correct).
+            for b in range(4):
+                note = chord[0] - 12 + (7 if b == 3 else 0)
+                _add(out, note_wav('bass', note, beat * 0.95), int((bar_start + b * beat) * sr), 0.5)
         if p.lead:
             # A random walk on the scale, biased to chord tones on strong beats, in eighth notes.
             steps = 8 if p.tempo != 'slow' else 4

@@ -59,11 +59,17 @@ def score(prompts: tp.List[tp.Dict[str, tp.Any]], wavs: tp.List[np.ndarray], sam
             'clips': len(wavs)}
 
 
-def evaluate_model(model: tp.Any, pairs: int, seed: int, duration: float,
-                   batch_size: int = 4) -> tp.Dict[str, tp.Any]:
-    """Generate the prompts of `make_prompts(pairs, seed)` with `model` and score them."""
+def evaluate_model(model: tp.Any, pairs: int, seed: int, duration: float, batch_size: int = 4,
+                   cfg_coef: tp.Optional[float] = None) -> tp.Dict[str, tp.Any]:
+    """Generate the prompts of `make_prompts(pairs, seed)` with `model` and score them.
+
+    `cfg_coef` overrides the model's classifier-free guidance coefficient (None: its default).
+    """
     prompts = make_prompts(pairs, seed)
-    model.set_generation_params(duration=duration)
+    if cfg_coef is None:
+        model.set_generation_params(duration=duration)
+    else:
+        model.set_generation_params(duration=duration, cfg_coef=cfg_coef)
     wavs: tp.List[np.ndarray] = []
     start = time.time()
     for offset in range(0, len(prompts), batch_size):
@@ -74,6 +80,43 @@ def evaluate_model(model: tp.Any, pairs: int, seed: int, duration: float,
     result = score(prompts, wavs, model.sample_rate)
     result.update({'seconds_per_clip': elapsed / len(prompts), 'duration': duration, 'seed': seed})
     return result
+
+
+def render_prompts(prompts: tp.List[tp.Dict[str, tp.Any]], seed: int, duration: float,
+                   sample_rate: int = 16000) -> tp.List[np.ndarray]:
+    """Procedural clips that match each prompt (tempo class, drums, key, harmony instrument, bass).
+
+    Scored like generated audio, they give the ceiling of the checks: what a model that
+    reproduced its training data exactly would get.
+    """
+    rng = np.random.default_rng(seed)
+    instruments = {'piano': 'piano', 'strings': 'strings', 'plucked guitar': 'pluck'}
+    wavs = []
+    for p in prompts:
+        tonic_name, mode = p['key'].split()
+        low, high = synth_music.TEMPI[p['tempo']]
+        harmony = next(name for word, name in instruments.items() if word in p['text'])
+        progressions = synth_music.PROGRESSIONS[mode]
+        params = synth_music.ClipParams(
+            tonic=synth_music.NOTE_NAMES.index(tonic_name), mode=mode, bpm=int(rng.integers(low, high + 1)),
+            tempo=p['tempo'], harmony=harmony, lead=False, bass=True, drums=p['drums'],
+            progression=progressions[int(rng.integers(len(progressions)))])
+        wavs.append(synth_music.render(params, duration, sample_rate, rng))
+    return wavs
+
+
+def evaluate_ground_truth(compression_model: tp.Any, pairs: int, seed: int,
+                          duration: float) -> tp.Dict[str, tp.Dict[str, tp.Any]]:
+    """Scores of rendered clips of the prompts, as rendered and after a codec round trip."""
+    prompts = make_prompts(pairs, seed)
+    sr = compression_model.sample_rate
+    wavs = render_prompts(prompts, seed, duration, sr)
+    decoded = []
+    for wav in wavs:
+        with torch.no_grad():
+            codes, scale = compression_model.encode(torch.from_numpy(wav)[None, None])
+            decoded.append(compression_model.decode(codes, scale)[0, 0, :len(wav)].numpy())
+    return {'rendered': score(prompts, wavs, sr), 'codec': score(prompts, decoded, sr)}
 
 
 def si_snr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -115,14 +158,18 @@ def main(argv: tp.Optional[tp.List[str]] = None) -> None:
     parser.add_argument('--pairs', type=int, default=8)
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--duration', type=float, default=8.)
+    parser.add_argument('--cfg-coef', type=float, default=None, help="guidance coefficient (default: the model's)")
     parser.add_argument('--codec', type=int, default=0, help="held-out clips for the codec check (0: skip)")
-    parser.add_argument('--ground-truth', action='store_true', help="score rendered clips of the prompts instead")
+    parser.add_argument('--ground-truth', action='store_true',
+                        help="also score rendered clips of the prompts, as is and through the codec (the ceiling)")
     parser.add_argument('--out', type=Path, default=None)
     args = parser.parse_args(argv)
     from ..models import MusicGen
     model = MusicGen.get_pretrained(args.model, device='cpu')
-    adherence_result = evaluate_model(model, args.pairs, args.seed, args.duration)
+    adherence_result = evaluate_model(model, args.pairs, args.seed, args.duration, cfg_coef=args.cfg_coef)
     result: tp.Dict[str, tp.Any] = {'model': args.model, 'adherence': adherence_result}
+    if args.ground_truth:
+        result['ground_truth'] = evaluate_ground_truth(model.compression_model, args.pairs, args.seed, args.duration)
     if args.codec:
         result['codec'] = evaluate_codec(model.compression_model, args.codec, seed=10_000 + args.seed,
                                          duration=args.duration)

@@ -213,7 +213,8 @@ class CompressionSolver(base.StandardSolver):
 
         Args:
             checkpoint_path: checkpoint file or XP folder, `//sig/SIG` for the XP of that signature,
-                or `//pretrained/NAME` for `CompressionModel.get_pretrained(NAME)`.
+                or `//pretrained/NAME` for `CompressionModel.get_pretrained(NAME)`
+                (`//pretrained/demo`: the codec of the shipped `demo` model).
             device: device to load the model on.
         """
         from ..utils import checkpoint
@@ -225,6 +226,10 @@ class CompressionSolver(base.StandardSolver):
         checkpoint_path = str(checkpoint_path)
         if checkpoint_path.startswith('//pretrained/'):
             name = checkpoint_path.split('/', 3)[-1]
+            if name == 'demo':
+                # The codec shipped in the package: the demo LM recipe trains on it, from any cwd.
+                from ..models.loaders import COMPRESSION_FILENAME, demo_model_dir
+                name = str(demo_model_dir() / COMPRESSION_FILENAME)
             return models.CompressionModel.get_pretrained(name, device)
         logger.info("Loading compression model from checkpoint: %s", checkpoint_path)
         _checkpoint_path = checkpoint.resolve_checkpoint_path(checkpoint_path, use_fsdp=False)
