@@ -47,8 +47,8 @@ NOT_RUN = {
     'audiocraft generate --model facebook/': 'downloads released weights from the Hugging Face Hub',
     'HF_HUB_OFFLINE=1 audiocraft generate --model checkpoints/': 'needs the weights downloaded by `hf download`',
     'python -m audiocraft.data.audio_dataset /path/to/': 'placeholder paths for the user\'s own audio',
-    'python -m audiocraft.data.synth_music --out dataset/synth --num-samples 1000':
-        'writes 1000 clips (minutes); tests/test_synth_music.py runs the generator at small size',
+    'python -m audiocraft.data.synth_music --out dataset/synth --num-samples 2000':
+        'writes 2000 clips (a minute or more); tests/test_synth_music.py runs the generator at small size',
     'python -m audiocraft.metrics.demo_eval': 'generates 32 clips of 8 s with the demo model (minutes); '
                                               'tests/test_demo_model.py measures a few',
 }
