@@ -401,6 +401,32 @@ class StreamingMultiheadAttention(StreamingModule):
                 return None, True
         return self._allowed_keys(torch.arange(past, past + q_len, device=device), k_len), False
 
+    def _attend_past(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position: tp.Optional[CachePosition],
+                     explicit: bool) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.Optional[torch.Tensor], bool]:
+        """Self-attention: rotary positions, then (while streaming) the key/value cache at `position`
+        (the stack's counter, or this module's own when it streams alone); returns q, k, v, the mask
+        of the keys each query may attend and whether to use SDPA's `is_causal` instead."""
+        T = q.shape[2]
+        own = self._is_streaming and position is None
+        if own:
+            position = CachePosition.read(self._streaming_state, q.device)
+        if self.rope is not None:
+            start = self._rope_start(0 if position is None else position.start_index, k.shape[1])
+            q, k = self.rope.rotate_qk(q, k, start=start, time_dim=2)
+        mask: tp.Optional[torch.Tensor] = None
+        use_causal = False
+        if position is not None:
+            k, v = append_kv(self._streaming_state, k, v, position, self.cache_window)
+        if position is not None and position.host is None:  # fixed-shape: the window holds unwritten slots
+            mask = self._allowed_keys(positions_from(position.tensor, T), k.shape[2])
+        elif self.causal:
+            past = 0 if position is None else position.host
+            mask, use_causal = self._causal_mask(past, T, k.shape[2], q.device, explicit)
+        if own:
+            assert position is not None
+            position.advance(T).write(self._streaming_state)
+        return q, k, v, mask, use_causal
+
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: tp.Optional[torch.Tensor] = None, need_weights: bool = False,
                 attn_mask: tp.Optional[torch.Tensor] = None, average_attn_weights: bool = True,
@@ -441,28 +467,9 @@ class StreamingMultiheadAttention(StreamingModule):
             q, k, v = self._project_fused(query)
         mask: tp.Optional[torch.Tensor] = None
         use_causal = False
-        if not self.cross_attention and self._is_streaming:
-            # The stack's position, or this module's own when it streams alone.
-            own = position is None
-            if position is None:
-                position = CachePosition.read(self._streaming_state, query.device)
-            if self.rope is not None:
-                start = self._rope_start(position.start_index, k.shape[1])
-                q, k = self.rope.rotate_qk(q, k, start=start, time_dim=2)
-            k, v = append_kv(self._streaming_state, k, v, position, self.cache_window)
-            if position.host is None:
-                mask = self._allowed_keys(positions_from(position.tensor, T), k.shape[2])
-            elif self.causal:
-                explicit = attn_mask is not None or key_padding_mask is not None
-                mask, use_causal = self._causal_mask(position.host, T, k.shape[2], query.device, explicit)
-            if own:
-                position.advance(T).write(self._streaming_state)
-        elif not self.cross_attention:
-            if self.rope is not None:
-                q, k = self.rope.rotate_qk(q, k, start=0, time_dim=2)
-            if self.causal:
-                explicit = attn_mask is not None or key_padding_mask is not None
-                mask, use_causal = self._causal_mask(0, T, k.shape[2], query.device, explicit)
+        if not self.cross_attention:
+            explicit = attn_mask is not None or key_padding_mask is not None
+            q, k, v, mask, use_causal = self._attend_past(q, k, v, position, explicit)
         k_len = k.shape[2]
         if attn_mask is not None:
             if attn_mask.shape[-2] > T or attn_mask.shape[-1] > k_len:

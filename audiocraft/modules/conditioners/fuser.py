@@ -63,7 +63,7 @@ class ConditionFuser(StreamingModule):
                     input = torch.cat([cond, input], dim=1)
             # 'cross' (below) and 'ignore': nothing to add to the input.
         cross_attention_output = self.cross_attention_source(conditions)
-        if self._is_streaming:
+        if self._is_streaming and first_step:
             self._streaming_state['prepended'] = torch.ones((), dtype=torch.bool)
         return input, cross_attention_output
 
