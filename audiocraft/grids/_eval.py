@@ -9,6 +9,10 @@ import os
 import typing as tp
 
 from ..environment import AudioCraftEnvironment
+from ._recipes import FSDP
+
+# MusicGen's and AudioGen's evaluation sampling (top-k 250), as in their released evaluations.
+SAMPLING = {'generate.lm.use_sampling': True, 'generate.lm.top_k': 250, 'generate.lm.top_p': 0.}
 
 
 def relaunch_or_regenerate(launcher: tp.Any, grid_name: str, gpus: int = 4) -> bool:
@@ -42,3 +46,11 @@ def eval_opts(dset: str, evaluation: str, batch_size: int) -> tp.Dict[str, tp.An
         'dataset.evaluate.batch_size': batch_size,
         'dataset.num_workers': 4,
     }
+
+
+def released_model_solver(launcher: tp.Any, solver: str) -> tp.Any:
+    """A launcher bound to `solver` with the settings every released model is evaluated with (FSDP,
+    no autocast); bind `continue_from` and the overrides of each XP on it."""
+    bound = launcher.bind(solver=solver)
+    bound.bind_(FSDP)
+    return bound

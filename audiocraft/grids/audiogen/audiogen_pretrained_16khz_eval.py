@@ -7,7 +7,7 @@ REGEN=1 composes the XPs; later runs without it relaunch the same XPs (see grids
 docs/METRICS.md says where to get the weights of each metric model.
 """
 from ..musicgen._explorers import GenerationEvalExplorer
-from .._eval import eval_opts, relaunch_or_regenerate
+from .._eval import SAMPLING, eval_opts, released_model_solver, relaunch_or_regenerate
 
 GRID = 'audiogen.audiogen_pretrained_16khz_eval'
 
@@ -19,7 +19,5 @@ def explorer(launcher):
     opts = eval_opts('audio/audiocaps_16khz', 'solver/audiogen/evaluation', batch_size=32)
     opts['metrics.kld.passt.pretrained_length'] = 10  # 10 s AudioCaps clips
     with launcher.job_array():
-        sub = launcher.bind(solver='audiogen/audiogen_base_16khz')
-        sub.bind_({'autocast': False, 'fsdp.use': True})
-        sub({'continue_from': '//pretrained/facebook/audiogen-medium'}, opts,
-            {'generate.lm.use_sampling': True, 'generate.lm.top_k': 250, 'generate.lm.top_p': 0.})
+        sub = released_model_solver(launcher, 'audiogen/audiogen_base_16khz')
+        sub({'continue_from': '//pretrained/facebook/audiogen-medium'}, opts, SAMPLING)

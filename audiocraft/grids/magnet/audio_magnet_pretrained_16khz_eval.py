@@ -7,7 +7,7 @@ REGEN=1 composes the XPs; later runs without it relaunch the same XPs (see grids
 docs/METRICS.md says where to get the weights of each metric model.
 """
 from ..musicgen._explorers import GenerationEvalExplorer
-from .._eval import eval_opts, relaunch_or_regenerate
+from .._eval import eval_opts, released_model_solver, relaunch_or_regenerate
 
 GRID = 'magnet.audio_magnet_pretrained_16khz_eval'
 
@@ -19,7 +19,6 @@ def explorer(launcher):
     opts = eval_opts('audio/audiocaps_16khz', 'solver/audiogen/evaluation', batch_size=32)
     opts['metrics.kld.passt.pretrained_length'] = 10
     with launcher.job_array():
-        base = launcher.bind(solver='magnet/audio_magnet_16khz')
-        base.bind_({'autocast': False, 'fsdp.use': True})
+        base = released_model_solver(launcher, 'magnet/audio_magnet_16khz')
         for name in ('small', 'medium'):
             base({'continue_from': f'//pretrained/facebook/audio-magnet-{name}'}, opts)

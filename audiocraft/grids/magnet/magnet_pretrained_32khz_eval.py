@@ -7,7 +7,7 @@ REGEN=1 composes the XPs; later runs without it relaunch the same XPs (see grids
 docs/METRICS.md says where to get the weights of each metric model.
 """
 from ..musicgen._explorers import GenerationEvalExplorer
-from .._eval import eval_opts, relaunch_or_regenerate
+from .._eval import eval_opts, released_model_solver, relaunch_or_regenerate
 
 GRID = 'magnet.magnet_pretrained_32khz_eval'
 
@@ -18,8 +18,7 @@ def explorer(launcher):
         return
     opts = eval_opts('audio/musiccaps_32khz', 'solver/musicgen/evaluation', batch_size=32)
     with launcher.job_array():
-        base = launcher.bind(solver='magnet/magnet_32khz')
-        base.bind_({'autocast': False, 'fsdp.use': True})
+        base = released_model_solver(launcher, 'magnet/magnet_32khz')
         for name in ('small', 'medium'):
             for seconds in (10, 30):
                 # MAGNeT's decoding schedule (temperature, top-p, steps) comes from the solver config.
