@@ -289,10 +289,7 @@ class BaseGenModel(ABC):
             raise InvalidArgumentError(f"num_samples must be a positive integer, got {num_samples!r}.")
         descriptions: tp.List[tp.Optional[str]] = [None] * num_samples
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
-        if return_tokens:
-            return self.generate_audio(tokens), tokens
-        return self.generate_audio(tokens)
+        return self._generate_output(attributes, prompt_tokens, progress, return_tokens)
 
     def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False,
                  stream: bool = False, chunk_seconds: float = 1.0) -> tp.Any:
@@ -305,12 +302,7 @@ class BaseGenModel(ABC):
         descriptions = _check_descriptions(descriptions)
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, None)
         assert prompt_tokens is None
-        if stream:
-            return self._stream_audio(attributes, prompt_tokens, chunk_seconds, progress)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
-        if return_tokens:
-            return self.generate_audio(tokens), tokens
-        return self.generate_audio(tokens)
+        return self._generate_output(attributes, prompt_tokens, progress, return_tokens, stream, chunk_seconds)
 
     def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int,
                               descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None,
@@ -341,10 +333,7 @@ class BaseGenModel(ABC):
                                        f"for {len(descriptions)} descriptions.")
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(descriptions, prompt)
         assert prompt_tokens is not None
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
-        if return_tokens:
-            return self.generate_audio(tokens), tokens
-        return self.generate_audio(tokens)
+        return self._generate_output(attributes, prompt_tokens, progress, return_tokens)
 
     def _chunk_attributes_updater(self, attributes: tp.List[ConditioningAttributes]
                                   ) -> tp.Optional[tp.Callable[[float], None]]:
@@ -354,6 +343,18 @@ class BaseGenModel(ABC):
         window's time offset (seconds) before each window and updates `attributes` in place.
         """
         return None
+
+    def _generate_output(self, attributes: tp.List[ConditioningAttributes], prompt_tokens: tp.Optional[torch.Tensor],
+                         progress: bool, return_tokens: bool, stream: bool = False, chunk_seconds: float = 1.0
+                         ) -> tp.Any:
+        """What the public generate methods return: the audio (and the tokens if `return_tokens`),
+        or with `stream` an iterator of audio chunks."""
+        if stream:
+            return self._stream_audio(attributes, prompt_tokens, chunk_seconds, progress)
+        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
+        if return_tokens:
+            return self.generate_audio(tokens), tokens
+        return self.generate_audio(tokens)
 
     def _generate_tokens(self, attributes: tp.List[ConditioningAttributes],
                          prompt_tokens: tp.Optional[torch.Tensor], progress: bool = False) -> torch.Tensor:

@@ -161,12 +161,7 @@ class MusicGen(BaseGenModel):
         attributes, prompt_tokens = self._prepare_tokens_and_attributes(
             descriptions=descriptions, prompt=None, melody_wavs=melody_wavs)
         assert prompt_tokens is None
-        if stream:
-            return self._stream_audio(attributes, prompt_tokens, chunk_seconds, progress)
-        tokens = self._generate_tokens(attributes, prompt_tokens, progress)
-        if return_tokens:
-            return self.generate_audio(tokens), tokens
-        return self.generate_audio(tokens)
+        return self._generate_output(attributes, prompt_tokens, progress, return_tokens, stream, chunk_seconds)
 
     def _null_wav_condition(self) -> WavCondition:
         return WavCondition(torch.zeros((1, 1, 1), device=self.device), torch.tensor([0], device=self.device),
