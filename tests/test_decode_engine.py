@@ -14,6 +14,7 @@ from audiocraft.modules.conditioners import (ConditionFuser, ConditioningAttribu
                                              LUTConditioner)
 from audiocraft.modules.kv_cache import CachePosition
 from audiocraft.modules.transformer import StreamingTransformer
+from audiocraft.utils.errors import InvalidArgumentError
 
 
 def _lm(**kwargs) -> LMModel:
@@ -130,3 +131,17 @@ def test_no_per_model_code_clone():
     # The compiled step is kept on the model; no private copy of a function's code object.
     source = inspect.getsource(decoding)
     assert '__code__' not in source and 'FunctionType' not in source
+
+
+def test_cache_entry_points_refuse_misuse():
+    lm = _lm()
+    source = torch.zeros(1, 3, 16)
+    with pytest.raises(RuntimeError, match="streaming"):
+        lm.transformer.prefill_cross_attention(source)
+    with pytest.raises(RuntimeError, match="cross-attention layers"):
+        lm.transformer.layers[0].self_attn.prefill_cross_attention(source)
+    with pytest.raises(InvalidArgumentError, match="cache window"):
+        lm.transformer.set_cache_window(0)
+    with torch.no_grad(), lm.streaming():
+        with pytest.raises(InvalidArgumentError, match="positive"):
+            lm.transformer.start_cache(0, 'cpu')

@@ -280,6 +280,8 @@ class StreamingTransformer(StreamingModule):
 
     def set_cache_window(self, window: tp.Optional[int]) -> None:
         """Fixed-shape decoding: attend the first `window` cache slots (at least the positions fed)."""
+        if window is not None and window <= 0:
+            raise InvalidArgumentError(f"The cache window must be a positive number of slots (or None), got {window}.")
         for module in self._attention_modules():
             module.cache_window = None if window is None else int(window)
 
